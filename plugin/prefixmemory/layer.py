@@ -1,0 +1,139 @@
+"""The PrefixMemory tuner layers: the memory M, the q-side layer that applies it, the o_proj-side adder.
+
+For query head h at token i (eq. 7):  ``o_i[h] = softmax_attention(q_i[h], K[h], V[h]) + phi(q_i[h]) @ M[h]``.
+
+q is read where the model already computes it (q_proj, or Qwen3's q_norm), before rotary embedding, and is
+never recomputed. The q-side layer owns M and computes the memory term in its own forward, so DeepSpeed ZeRO-3
+gathers M there; it hands the term through a slot to the wrapper around o_proj, which adds it to the
+per-head attention output (the o_proj input). Both wrappers are permanent: no hooks are registered per call.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
+from torch import nn
+
+from .feature_maps import ELEMENTWISE_FEATURE_MAPS, MLPKernel
+
+NO_MERGE_MESSAGE = (
+    "PrefixMemory cannot be merged into the base weights: phi is non-linear in q. Keep the adapter and load it "
+    "with PeftModel.from_pretrained, or export base + adapter together."
+)
+
+
+class MemorySlot(threading.local):
+    """Carries one attention call's memory term from the q-side layer to the o_proj wrapper.
+
+    Thread-local so that nn.DataParallel replicas (threads sharing modules) never read each other's term.
+    """
+
+    term: torch.Tensor | None = None
+
+    def take(self) -> torch.Tensor | None:
+        term, self.term = self.term, None
+        return term
+
+    def __deepcopy__(self, memo):
+        return MemorySlot()
+
+    def __reduce__(self):
+        return MemorySlot, ()
+
+
+class Memory(nn.Module):
+    """M of one adapter, shape (heads, feature_dim, head_dim), zero at init so the base model is unchanged.
+
+    A leaf module whose own forward reads ``weight``: ZeRO-3 gathers parameters only inside their owner's
+    forward, and PEFT's FSDP auto-wrap policy isolates leaf modules with a trainable ``weight``.
+    """
+
+    def __init__(self, num_heads: int, feature_dim: int, head_dim: int, device=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(num_heads, feature_dim, head_dim, device=device))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(features, self.weight)  # (H,N,F) @ (H,F,D) -> (H,N,D)
+
+
+class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
+    """Wraps the module that produces q; computes ``sum over active adapters of phi(q) @ M`` per head."""
+
+    adapter_layer_names = ("prefixmemory_memory", "prefixmemory_kernel")
+    other_param_names = ("feature_map",)
+
+    def __init__(self, base_layer: nn.Module, slot: MemorySlot, num_heads: int, head_dim: int, query_is_split: bool):
+        super().__init__()
+        self.base_layer = base_layer
+        self.slot = slot
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.query_is_split = query_is_split
+        self.prefixmemory_memory = nn.ModuleDict()
+        self.prefixmemory_kernel = nn.ModuleDict()
+        self.feature_map: dict[str, str] = {}
+
+    def update_layer(self, adapter_name: str, feature_map: str, feature_dim: int | None) -> None:
+        device = next(self.base_layer.parameters()).device
+        if feature_map == "mlp":
+            feature_dim = feature_dim or self.head_dim
+            self.prefixmemory_kernel[adapter_name] = MLPKernel(self.num_heads, self.head_dim, feature_dim, device)
+        else:
+            feature_dim = self.head_dim
+        self.prefixmemory_memory[adapter_name] = Memory(self.num_heads, feature_dim, self.head_dim, device)
+        self.feature_map[adapter_name] = feature_map
+        self.set_adapter(self.active_adapters)
+
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        raise ValueError(NO_MERGE_MESSAGE)
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        q = self.base_layer(x, *args, **kwargs)
+        self.slot.term = None if self.disable_adapters else self.memory_term(q)
+        return q
+
+    def memory_term(self, q: torch.Tensor) -> torch.Tensor | None:
+        """phi(q) @ M summed over the active adapters, flattened like the o_proj input: (..., heads * head_dim)."""
+        active = [name for name in self.active_adapters if name in self.prefixmemory_memory]
+        if not active:
+            return None
+        lead_shape = q.shape[:-2] if self.query_is_split else q.shape[:-1]
+        heads_first = q.reshape(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (N,H,D) -> (H,N,D)
+        term = None
+        for name in active:
+            memory = self.prefixmemory_memory[name]
+            features = self.features(name, self._in_memory_dtype(heads_first, memory.weight))
+            adapter_term = memory(features)  # (H,N,F) @ (H,F,D) -> (H,N,D)
+            term = adapter_term if term is None else term + adapter_term
+        return term.transpose(0, 1).reshape(*lead_shape, self.num_heads * self.head_dim).to(q.dtype)
+
+    def features(self, adapter_name: str, q: torch.Tensor) -> torch.Tensor:
+        """phi(q) for one adapter, heads first: (H,N,D) -> (H,N,F)."""
+        feature_map = self.feature_map[adapter_name]
+        if feature_map == "mlp":
+            return self.prefixmemory_kernel[adapter_name](q)
+        return ELEMENTWISE_FEATURE_MAPS[feature_map](q)
+
+    @staticmethod
+    def _in_memory_dtype(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        # Under autocast the matmul picks its own dtype; otherwise compute in the memory's (fp32) precision.
+        if torch.is_autocast_enabled(q.device.type):
+            return q
+        return q.to(weight.dtype)
+
+
+class MemoryInjector(nn.Module):
+    """Wraps o_proj: adds the memory term handed over by the q-side layer to o_proj's input."""
+
+    def __init__(self, base_layer: nn.Module, slot: MemorySlot):
+        super().__init__()
+        self.base_layer = base_layer
+        self.slot = slot
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        term = self.slot.take()
+        if term is not None:
+            x = x + term  # (B,T,H*D): per-head attention output + phi(q) @ M
+        return self.base_layer(x, *args, **kwargs)

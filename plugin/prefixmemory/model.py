@@ -1,0 +1,83 @@
+"""PrefixMemoryModel: the PEFT tuner that puts one PrefixMemory layer in each selected attention block."""
+
+from __future__ import annotations
+
+import re
+
+from peft.tuners.tuners_utils import BaseTuner
+from torch import nn
+
+from prefixmemory_patches.architectures import AttentionLayout, attention_layout
+
+from .config import PrefixMemoryConfig
+from .layer import NO_MERGE_MESSAGE, MemoryInjector, MemorySlot, PrefixMemoryLayer
+
+_LAYER_INDEX = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+class PrefixMemoryModel(BaseTuner):
+    """Adds ``phi(q) @ M`` to the attention output of every selected decoder layer (arXiv 2506.13674).
+
+    The base model stays frozen; only the memories (and the mlp kernels) train. Nothing is merged:
+    ``merge_and_unload`` raises, ``unload`` restores the original modules.
+
+    Example:
+        >>> import prefixmemory
+        >>> from peft import get_peft_model
+        >>> model = get_peft_model(base_model, prefixmemory.PrefixMemoryConfig(feature_map="elu"))
+        >>> model.print_trainable_parameters()
+    """
+
+    prefix: str = "prefixmemory_"
+    tuner_layer_cls = PrefixMemoryLayer
+    target_module_mapping: dict[str, list[str]] = {}  # targets come from prefixmemory_patches.architectures
+
+    def _prepare_adapter_config(self, peft_config: PrefixMemoryConfig, model_config: dict) -> PrefixMemoryConfig:
+        attention_layout(model_config.get("model_type"))  # unsupported architecture: ValueError, before any change
+        num_layers = model_config.get("num_hidden_layers")
+        out_of_range = [i for i in peft_config.layers or () if num_layers is not None and i >= num_layers]
+        if out_of_range:
+            raise ValueError(
+                f"`layers` {out_of_range} out of range: the model has {num_layers} decoder layers (0-{num_layers - 1})."
+            )
+        return peft_config
+
+    def _prepare_model(self, peft_config: PrefixMemoryConfig, model: nn.Module) -> None:
+        self._layout: AttentionLayout = attention_layout(self.get_model_config(model).get("model_type"))
+
+    def _check_target_module_exists(self, peft_config: PrefixMemoryConfig, key: str) -> bool:
+        if not key.endswith("." + self._layout.attention_module):
+            return False
+        match = _LAYER_INDEX.search(key)
+        return match is not None and (peft_config.layers is None or int(match.group(1)) in peft_config.layers)
+
+    def _create_and_replace(self, peft_config, adapter_name, target, target_name, parent, current_key, **kwargs):
+        layout = self._layout
+        query_layer = getattr(target, layout.query_module)
+        if not isinstance(query_layer, PrefixMemoryLayer):
+            slot = MemorySlot()
+            query_layer = PrefixMemoryLayer(
+                query_layer,
+                slot,
+                num_heads=target.config.num_attention_heads,
+                head_dim=target.head_dim,
+                query_is_split=layout.query_is_split,
+            )
+            setattr(target, layout.query_module, query_layer)
+            setattr(target, layout.output_module, MemoryInjector(getattr(target, layout.output_module), slot))
+        query_layer.update_layer(adapter_name, peft_config.feature_map, peft_config.feature_dim)
+
+    def _cast_adapter_dtype(self, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
+        """Memories are created in fp32 on the base layer's device and stay so; nothing to cast."""
+
+    def _check_merge_allowed(self):
+        raise ValueError(NO_MERGE_MESSAGE)
+
+    def _unload_and_optionally_merge(self, merge=True, progressbar=False, safe_merge=False, adapter_names=None):
+        if merge:
+            raise ValueError(NO_MERGE_MESSAGE)
+        for module in list(self.model.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, (PrefixMemoryLayer, MemoryInjector)):
+                    setattr(module, name, child.base_layer)
+        return self.model
