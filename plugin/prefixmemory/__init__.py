@@ -7,8 +7,9 @@ from prefixmemory_patches.peft import extend_peft_type
 from .config import PrefixMemoryConfig
 from .layer import Memory, MemoryInjector, PrefixMemoryLayer
 from .model import PrefixMemoryModel
+from .reference import attach_reference
 
-__all__ = ["Memory", "MemoryInjector", "PrefixMemoryConfig", "PrefixMemoryLayer", "PrefixMemoryModel"]
+__all__ = ["attach_reference", "Memory", "MemoryInjector", "PrefixMemoryConfig", "PrefixMemoryLayer", "PrefixMemoryModel"]
 __version__ = "0.1.0"
 
 extend_peft_type()

@@ -10,6 +10,7 @@ per-head attention output (the o_proj input). Both wrappers are permanent: no ho
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import torch
@@ -74,6 +75,11 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
         self.prefixmemory_memory = nn.ModuleDict()
         self.prefixmemory_kernel = nn.ModuleDict()
         self.feature_map: dict[str, str] = {}
+        # Frozen copies of the adapters a preference-optimisation run starts from (see reference.py). Their names
+        # lack the PEFT prefix on purpose: they are never trained, saved or toggled as adapters.
+        self.reference_memory = nn.ModuleDict()
+        self.reference_kernel = nn.ModuleDict()
+        self.use_reference = False
 
     def update_layer(self, adapter_name: str, feature_map: str, feature_dim: int | None) -> None:
         device = next(self.base_layer.parameters()).device
@@ -96,25 +102,35 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
 
     def memory_term(self, q: torch.Tensor) -> torch.Tensor | None:
         """phi(q) @ M summed over the active adapters, flattened like the o_proj input: (..., heads * head_dim)."""
-        active = [name for name in self.active_adapters if name in self.prefixmemory_memory]
+        memories, kernels = self._memory_source()
+        active = [name for name in self.active_adapters if name in memories]
         if not active:
             return None
         lead_shape = q.shape[:-2] if self.query_is_split else q.shape[:-1]
         heads_first = q.reshape(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (N,H,D) -> (H,N,D)
         term = None
         for name in active:
-            memory = self.prefixmemory_memory[name]
-            features = self.features(name, self._in_memory_dtype(heads_first, memory.weight))
-            adapter_term = memory(features)  # (H,N,F) @ (H,F,D) -> (H,N,D)
+            memory = memories[name]
+            q_in = self._in_memory_dtype(heads_first, memory.weight)
+            features = kernels[name](q_in) if name in kernels else ELEMENTWISE_FEATURE_MAPS[self.feature_map[name]](q_in)
+            adapter_term = memory(features)  # phi: (H,N,D) -> (H,N,F); then (H,N,F) @ (H,F,D) -> (H,N,D)
             term = adapter_term if term is None else term + adapter_term
         return term.transpose(0, 1).reshape(*lead_shape, self.num_heads * self.head_dim).to(q.dtype)
 
-    def features(self, adapter_name: str, q: torch.Tensor) -> torch.Tensor:
-        """phi(q) for one adapter, heads first: (H,N,D) -> (H,N,F)."""
-        feature_map = self.feature_map[adapter_name]
-        if feature_map == "mlp":
-            return self.prefixmemory_kernel[adapter_name](q)
-        return ELEMENTWISE_FEATURE_MAPS[feature_map](q)
+    def _memory_source(self) -> tuple[nn.ModuleDict, nn.ModuleDict]:
+        if self.use_reference:
+            return self.reference_memory, self.reference_kernel
+        return self.prefixmemory_memory, self.prefixmemory_kernel
+
+    def snapshot_reference(self) -> None:
+        """Copy the active adapters' current memories (and kernels) into frozen reference copies."""
+        for name in self.active_adapters:
+            for source, target in (
+                (self.prefixmemory_memory, self.reference_memory),
+                (self.prefixmemory_kernel, self.reference_kernel),
+            ):
+                if name in source:
+                    target[name] = copy.deepcopy(source[name]).requires_grad_(False)
 
     @staticmethod
     def _in_memory_dtype(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,12 @@
+"""extras/constants.py | METHODS, PEFT_METHODS | list prefixmemory as an adapter method (web UI dropdown, checkpoints)."""
+
+from . import PMT, mark_patched
+
+
+def patch_constants(constants) -> None:
+    """Add prefixmemory in place: the web UI binds these containers by reference at import time."""
+    if not mark_patched(constants, "methods"):
+        return
+    if PMT not in constants.METHODS:
+        constants.METHODS.append(PMT)
+    constants.PEFT_METHODS.add(PMT)

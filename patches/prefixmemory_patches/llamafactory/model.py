@@ -1,0 +1,55 @@
+"""Model loading.
+
+| LLaMA-Factory function    | change                                             | why                                   |
+|---------------------------|----------------------------------------------------|---------------------------------------|
+| model.adapter.init_adapter | builds or loads the PrefixMemory PeftModel        | upstream dispatches full/freeze/lora/oft only |
+
+Patched in model/adapter.py itself, before model/loader.py binds ``init_adapter`` by name.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from . import PMT, mark_patched
+
+
+def patch_adapter(adapter) -> None:
+    if not mark_patched(adapter, "init_adapter"):
+        return
+    init_adapter = adapter.init_adapter
+
+    @functools.wraps(init_adapter)
+    def patched_init_adapter(config, model, model_args, finetuning_args, is_trainable):
+        if finetuning_args.finetuning_type != PMT:
+            return init_adapter(config, model, model_args, finetuning_args, is_trainable)
+        return setup_prefixmemory(model, model_args, finetuning_args, is_trainable, adapter.logger)
+
+    adapter.init_adapter = patched_init_adapter
+
+
+def setup_prefixmemory(model, model_args, finetuning_args, is_trainable: bool, logger):
+    """A new memory to train, or the one adapter in ``adapter_name_or_path`` (to train on, or to serve)."""
+    import prefixmemory
+    from peft import PeftConfig, PeftModel, get_peft_model
+
+    if not model_args.adapter_name_or_path:
+        if not is_trainable:
+            return model
+        logger.info_rank0("Fine-tuning method: PrefixMemory")
+        return get_peft_model(model, finetuning_args.prefixmemory_config())
+
+    path = model_args.adapter_name_or_path[0]
+    peft_type = PeftConfig.from_pretrained(path).peft_type
+    if peft_type != "PREFIXMEMORY":
+        raise ValueError(f"`adapter_name_or_path` {path} holds a {peft_type} adapter, not a prefixmemory one.")
+    model = PeftModel.from_pretrained(model, path, is_trainable=is_trainable)
+    logger.info_rank0(f"Loaded prefixmemory adapter: {path}")
+    if is_trainable and finetuning_args.ref_model is None and _needs_reference(finetuning_args):
+        prefixmemory.attach_reference(model)
+        logger.info_rank0(f"Reference model: {path} (frozen copy of its memories), not the bare base model.")
+    return model
+
+
+def _needs_reference(finetuning_args) -> bool:
+    return finetuning_args.stage == "kto" or (finetuning_args.stage == "dpo" and finetuning_args.use_ref_model)

@@ -1,0 +1,28 @@
+"""Training stages.
+
+| LLaMA-Factory function           | change                          | why                                              |
+|----------------------------------|---------------------------------|--------------------------------------------------|
+| train.trainer_utils.create_ref_model | None for prefixmemory       | the reference is the same weights, memory off: no second model |
+
+Patched in trainer_utils itself, before the dpo/kto/sft workflows bind ``create_ref_model`` by name.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from . import PMT, mark_patched
+
+
+def patch_trainer_utils(trainer_utils) -> None:
+    if not mark_patched(trainer_utils, "create_ref_model"):
+        return
+    create_ref_model = trainer_utils.create_ref_model
+
+    @functools.wraps(create_ref_model)
+    def patched_create_ref_model(model_args, finetuning_args, add_valuehead: bool = False):
+        if finetuning_args.finetuning_type == PMT and finetuning_args.ref_model is None:
+            return None  # the trainers then call model.disable_adapter() for the reference pass
+        return create_ref_model(model_args, finetuning_args, add_valuehead)
+
+    trainer_utils.create_ref_model = patched_create_ref_model

@@ -1,0 +1,624 @@
+"""prefixmemory-bench: PrefixMemory beside LoRA, prefix tuning, the frozen floor and the base model.
+
+One process, one model geometry, one batch of random token ids. Every method gets its own freshly built model
+(same seed, same random weights) and the same input ids. Figures, each the median of ``--repeats`` samples taken
+after ``--warmup`` untimed ones:
+
+- ``train_step_s``: forward + backward + ``AdamW.step`` + ``zero_grad``; ``train_tokens_per_s`` = batch * seq / that.
+- ``peak_mem_bytes``: what training the method costs, from just before its model is built to the end of two
+  training steps: weights, adapter, gradients, AdamW state, activations. CUDA: ``max_memory_allocated`` minus
+  ``memory_allocated`` before the build. CPU: the kernel's peak resident set (VmHWM, reset by writing 5 to
+  /proc/self/clear_refs) minus VmRSS before the build, taken after ``gc.collect`` and glibc's ``malloc_trim``, so
+  heap pages freed by earlier methods are returned to the kernel and counted again when reused; where clear_refs
+  is not writable, a thread sampling VmRSS every millisecond. A throw-away warm-up model runs first, so one-off
+  costs (thread pools, kernel caches, cuBLAS workspaces) are not charged to the first method measured.
+- ``prefill_tokens_per_s``: one no-grad forward over the batch that fills the KV cache, logits of the last
+  position only (as ``generate`` does).
+- ``decode_tokens_per_s``: ``--decode-tokens`` greedy steps with the KV cache after that prefill. The steps call the
+  underlying transformers model with the adapter layers injected, which is what ``PeftModel.generate`` does.
+- ``trainable_params``.
+
+Methods: ``base`` (inference only), ``floor`` (frozen model; a zero scalar parameter added to the input
+embeddings makes autograd traverse every layer with no weight gradient: the least any method that adapts every
+layer can cost), ``pmt-elu``/``pmt-gelu``/``pmt-mlp``, ``lora-r32``/``lora-r64`` (every linear layer of every
+block) and ``prefix-32`` (PEFT prefix tuning, 32 virtual tokens). A figure a method cannot produce is reported
+as not available, with the reason, instead of stopping the run.
+
+Fairness under load: with ``--schedule interleaved`` (the default on CPU) all models are built first and every
+repeat times each method once, in an order rotated each round, so that load from other processes falls on all
+methods alike. The relative inter-quartile range of each figure's samples is reported as its noise, and ``floor``
+is timed at inference too: it is the base model, so its prefill/decode ratios against ``base`` show the noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+METHODS = ("base", "floor", "pmt-elu", "pmt-gelu", "pmt-mlp", "lora-r32", "lora-r64", "prefix-32")
+FIGURES = (
+    "train_step_s", "train_tokens_per_s", "peak_mem_bytes", "prefill_tokens_per_s", "decode_tokens_per_s",
+    "trainable_params",
+)  # fmt: skip
+# (figure, reference method): the ratios printed, stored and plotted.
+RATIOS = (
+    ("train_step_s", "lora-r32"),
+    ("train_step_s", "floor"),
+    ("peak_mem_bytes", "lora-r32"),
+    ("peak_mem_bytes", "floor"),
+    ("prefill_tokens_per_s", "base"),
+    ("decode_tokens_per_s", "base"),
+)
+# Issue #7: (method, figure, reference, comparison, bound).
+TARGETS = (
+    ("pmt-elu", "train_step_s", "lora-r32", "<=", 0.80),
+    ("pmt-elu", "train_step_s", "floor", "<=", 1.05),
+    ("pmt-elu", "peak_mem_bytes", "lora-r32", "<=", 1.00),
+    ("pmt-elu", "prefill_tokens_per_s", "base", ">=", 0.98),
+    ("pmt-elu", "decode_tokens_per_s", "base", ">=", 0.98),
+)
+MEMORY_STEPS = 2  # training steps inside the peak-memory window: the second runs with AdamW state allocated
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model geometry (AutoConfig.for_model keywords, random weights) and a batch shape."""
+
+    model: dict
+    seq_len: int
+    batch_size: int
+    decode_tokens: int
+    dtype: str
+    warmup: int
+    repeats: int
+
+
+_QWEN25 = dict(
+    model_type="qwen2", vocab_size=151936, tie_word_embeddings=True, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
+    max_position_embeddings=32768, num_key_value_heads=2,
+)  # fmt: skip
+PRESETS = {
+    "tiny": Preset(
+        dict(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, vocab_size=640),
+        seq_len=32, batch_size=2, decode_tokens=4, dtype="float32", warmup=1, repeats=2,
+    ),  # fmt: skip
+    # The geometry of DESIGN.md decision 4's prototype. Not fixed by the issue, and chosen here: intermediate_size
+    # 3 x hidden, and an 8k vocabulary so that the LM head (common to all methods) does not hide the layers.
+    "cpu-small": Preset(
+        dict(model_type="qwen2", hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
+             num_key_value_heads=2, vocab_size=8192),
+        seq_len=256, batch_size=4, decode_tokens=32, dtype="float32", warmup=1, repeats=7,
+    ),  # fmt: skip
+    "qwen2.5-0.5b": Preset(
+        dict(_QWEN25, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14),
+        seq_len=1024, batch_size=8, decode_tokens=64, dtype="bfloat16", warmup=3, repeats=10,
+    ),
+    "qwen2.5-3b": Preset(
+        dict(_QWEN25, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16),
+        seq_len=1024, batch_size=4, decode_tokens=64, dtype="bfloat16", warmup=3, repeats=10,
+    ),
+    "llama2-7b": Preset(
+        dict(model_type="llama", vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+             num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096, rms_norm_eps=1e-5,
+             tie_word_embeddings=False),
+        seq_len=1024, batch_size=4, decode_tokens=64, dtype="bfloat16", warmup=3, repeats=10,
+    ),  # fmt: skip
+}
+
+
+# ---------------------------------------------------------------------------------------------------- memory
+def _release(device: torch.device) -> None:
+    """Free what the garbage collector can, and give freed memory back (CUDA cache, glibc heap)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+    elif sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc: RSS may keep freed pages, see the module docstring
+            pass
+
+
+def _proc_status_kib(key: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+class PeakMemory:
+    """``with PeakMemory(device) as peak:`` ... ``peak.bytes``: peak memory in the block over that at its start."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.bytes: int | None = None
+        self.how = ""
+        self._sampler: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._sampled_kib = 0
+
+    def __enter__(self) -> PeakMemory:
+        _release(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+            self.how = "cuda max_memory_allocated delta"
+            return self
+        self._start = _proc_status_kib("VmRSS")
+        try:
+            with open("/proc/self/clear_refs", "w") as clear_refs:
+                clear_refs.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+            self.how = "cpu VmHWM delta (clear_refs)"
+        except OSError:
+            self.how = "cpu VmRSS sampled every 1 ms, delta"
+            self._sampler = threading.Thread(target=self._sample, daemon=True)
+            self._sampler.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.001):
+            self._sampled_kib = max(self._sampled_kib, _proc_status_kib("VmRSS"))
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.bytes = torch.cuda.max_memory_allocated(self.device) - self._start
+        elif self._sampler is None:
+            self.bytes = (_proc_status_kib("VmHWM") - self._start) * 1024
+        else:
+            self._stop.set()
+            self._sampler.join()
+            self.bytes = (max(self._sampled_kib, _proc_status_kib("VmRSS")) - self._start) * 1024
+
+
+# ---------------------------------------------------------------------------------------------------- methods
+@dataclass
+class Spec:
+    """Everything a run needs to build one method's model and batch."""
+
+    preset: str
+    model: dict | None
+    model_path: str | None
+    device: torch.device
+    dtype: torch.dtype
+    batch_size: int
+    seq_len: int
+    decode_tokens: int
+    seed: int = 0
+
+
+def build_base_model(spec: Spec):
+    """A fresh frozen causal LM: the preset's geometry with random weights (seeded), or ``--model``'s checkpoint."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(spec.seed)
+    if spec.model_path:
+        model = AutoModelForCausalLM.from_pretrained(spec.model_path, dtype=spec.dtype).to(spec.device)
+    else:
+        settings = dict(spec.model)
+        config = AutoConfig.for_model(settings.pop("model_type"), **settings)
+        with torch.device(spec.device):
+            model = AutoModelForCausalLM.from_config(config, dtype=spec.dtype)
+    model.generation_config.pad_token_id = model.generation_config.eos_token_id = None
+    return model.requires_grad_(False)
+
+
+def peft_config(method: str):
+    """The PEFT config of a ``pmt-*``, ``lora-r*`` or ``prefix-*`` method name."""
+    import peft
+
+    import prefixmemory
+
+    kind, _, value = method.partition("-")
+    if kind == "pmt":
+        return prefixmemory.PrefixMemoryConfig(feature_map=value)
+    if kind == "lora":
+        rank = int(value.removeprefix("r"))
+        # "all-linear": q, k, v, o, gate, up and down of every block (not the LM head).
+        return peft.LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear",
+                               task_type="CAUSAL_LM")  # fmt: skip
+    if kind == "prefix":
+        return peft.PrefixTuningConfig(num_virtual_tokens=int(value), task_type="CAUSAL_LM")
+    raise ValueError(f"`--methods`: unknown method {method!r}; known: {', '.join(METHODS)}.")
+
+
+def apply_method(model, method: str):
+    """Wrap ``model`` for ``method``: base and floor stay transformers models, the others become PeftModels."""
+    if method == "base":
+        return model
+    if method == "floor":
+        # A zero scalar added to the embeddings' output: the loss depends on a trainable leaf below every layer,
+        # so backward runs through all of them, computing input gradients only. One AdamW parameter.
+        model.floor_scalar = torch.nn.Parameter(torch.zeros((), device=model.device, dtype=model.dtype))
+        model.get_input_embeddings().register_forward_hook(lambda module, args, out: out + model.floor_scalar)
+        return model
+    import peft
+
+    return peft.get_peft_model(model, peft_config(method)).to(model.device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Runner:
+    """One method's model, optimizer and samples."""
+
+    def __init__(self, method: str, spec: Spec, input_ids: torch.Tensor):
+        self.method, self.spec, self.input_ids = method, spec, input_ids
+        self.samples: dict[str, list[float]] = {"train_step_s": [], "prefill_s": [], "decode_s": []}
+        self.unavailable: dict[str, str] = {}
+        self.peak_mem_bytes: int | None = None
+        self.trainable_params: int | None = None
+        self.model = self.optimizer = None
+        if method == "base":
+            self.unavailable.update(train_step_s="inference only", peak_mem_bytes="inference only")
+        with PeakMemory(spec.device) as peak:
+            self._build()
+            for _ in range(MEMORY_STEPS):
+                self.sample("train")
+        if self.model is not None and method != "base" and "train_step_s" not in self.unavailable:
+            self.peak_mem_bytes = peak.bytes
+        self.samples["train_step_s"].clear()  # the memory window's steps are warm-up, not samples
+
+    def _build(self) -> None:
+        try:
+            self.model = apply_method(build_base_model(self.spec), self.method)
+        except Exception as error:  # noqa: BLE001 - reported as "not available", the other methods still run
+            self.unavailable.update({figure: _reason(error) for figure in ("train_step_s", "peak_mem_bytes",
+                                                                          "prefill_s", "decode_s")})  # fmt: skip
+            return
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.trainable_params = sum(p.numel() for p in params)
+        if self.method != "base":
+            self.optimizer = torch.optim.AdamW(params, lr=1e-4)
+        # Decode steps call the transformers model with the adapters injected, as PeftModel.generate does.
+        get_base_model = getattr(self.model, "get_base_model", None)
+        self.step_model = get_base_model() if get_base_model else self.model
+
+    def sample(self, kind: str) -> None:
+        """Take one sample of ``kind`` ("train" or "infer"); a failure marks its figures not available."""
+        figures = ("train_step_s",) if kind == "train" else ("prefill_s", "decode_s")
+        if any(figure in self.unavailable for figure in figures):
+            return
+        try:
+            times = self._train_step() if kind == "train" else self._infer()
+        except Exception as error:  # noqa: BLE001
+            self.unavailable.update({figure: _reason(error) for figure in figures})
+            if kind == "train":
+                self.unavailable.setdefault("peak_mem_bytes", _reason(error))
+            return
+        for figure, seconds in zip(figures, times, strict=True):
+            self.samples[figure].append(seconds)
+
+    def _train_step(self) -> tuple[float]:
+        self.model.train()
+        ids, device = self.input_ids, self.spec.device
+        _sync(device)
+        start = time.perf_counter()
+        self.model(input_ids=ids, labels=ids).loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        _sync(device)
+        return (time.perf_counter() - start,)
+
+    @torch.inference_mode()
+    def _infer(self) -> tuple[float, float]:
+        self.model.eval()
+        device = self.spec.device
+        _sync(device)
+        start = time.perf_counter()
+        out = self.model(input_ids=self.input_ids, use_cache=True, logits_to_keep=1)
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+        _sync(device)
+        prefilled = time.perf_counter()
+        cache = out.past_key_values
+        for _ in range(self.spec.decode_tokens):
+            out = self.step_model(input_ids=token, past_key_values=cache, use_cache=True)
+            cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+        _sync(device)
+        return prefilled - start, time.perf_counter() - prefilled
+
+    def result(self) -> dict:
+        """The figures (medians), their noise (relative IQR of the samples) and what is not available."""
+        tokens = self.spec.batch_size * self.spec.seq_len
+        step, prefill, decode = (_median(self.samples[key]) for key in ("train_step_s", "prefill_s", "decode_s"))
+        result = {
+            "method": self.method,
+            "train_step_s": step,
+            "train_tokens_per_s": tokens / step if step else None,
+            "peak_mem_bytes": self.peak_mem_bytes,
+            "prefill_tokens_per_s": tokens / prefill if prefill else None,
+            "decode_tokens_per_s": self.spec.batch_size * self.spec.decode_tokens / decode if decode else None,
+            "trainable_params": self.trainable_params,
+            "noise_rel_iqr": {key: _rel_iqr(values) for key, values in self.samples.items() if values},
+            "samples_s": self.samples,
+        }
+        renamed = {"prefill_s": "prefill_tokens_per_s", "decode_s": "decode_tokens_per_s"}
+        result["unavailable"] = {renamed.get(key, key): reason for key, reason in self.unavailable.items()}
+        if "train_step_s" in result["unavailable"]:
+            result["unavailable"]["train_tokens_per_s"] = result["unavailable"]["train_step_s"]
+        return result
+
+    def close(self) -> None:
+        self.model = self.optimizer = self.step_model = None
+        _release(self.spec.device)
+
+
+def _reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _rel_iqr(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return (q3 - q1) / statistics.median(values)
+
+
+# ---------------------------------------------------------------------------------------------------- schedule
+def _time(runners: list[Runner], warmup: int, repeats: int) -> None:
+    """Warm-up, then ``repeats`` rounds that sample each runner once, in an order rotated every round."""
+    for kind in ("train", "infer"):
+        active = [runner for runner in runners if kind == "infer" or runner.method != "base"]
+        for runner in active:
+            for _ in range(warmup):
+                runner.sample(kind)
+            for figure in ("train_step_s",) if kind == "train" else ("prefill_s", "decode_s"):
+                runner.samples[figure].clear()
+        for round_index in range(repeats):
+            shift = round_index % max(len(active), 1)
+            for runner in active[shift:] + active[:shift]:
+                runner.sample(kind)
+
+
+def _warm_process(spec: Spec) -> None:
+    """One untimed floor model, trained and run once, so one-off costs fall on no method measured."""
+    runner = Runner("floor", spec, _input_ids(spec))
+    runner.sample("infer")
+    runner.close()
+
+
+def _input_ids(spec: Spec) -> torch.Tensor:
+    vocab = spec.model["vocab_size"] if spec.model else _checkpoint_vocab(spec.model_path)
+    generator = torch.Generator().manual_seed(spec.seed)
+    return torch.randint(0, vocab, (spec.batch_size, spec.seq_len), generator=generator).to(spec.device)
+
+
+def _checkpoint_vocab(path: str) -> int:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(path).vocab_size
+
+
+def run(spec: Spec, methods: list[str], warmup: int, repeats: int, schedule: str) -> list[dict]:
+    """Measure ``methods``; interleaved keeps every model alive, sequential builds, times and frees one at a time."""
+    _warm_process(spec)
+    input_ids = _input_ids(spec)
+    if schedule == "interleaved":
+        runners = [Runner(method, spec, input_ids) for method in methods]
+        _time(runners, warmup, repeats)
+        results = [runner.result() for runner in runners]
+        for runner in runners:
+            runner.close()
+        return results
+    results = []
+    for method in methods:
+        runner = Runner(method, spec, input_ids)
+        _time([runner], warmup, repeats)
+        results.append(runner.result())
+        runner.close()
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------- report
+def ratios(results: list[dict]) -> dict[str, dict[str, float | None]]:
+    """``{method: {"<figure>/<reference>": ratio}}`` for the pairs in RATIOS (None where either is missing)."""
+    by_method = {result["method"]: result for result in results}
+    table = {}
+    for result in results:
+        row = {}
+        for figure, reference in RATIOS:
+            value, ref = result.get(figure), by_method.get(reference, {}).get(figure)
+            row[f"{figure}/{reference}"] = value / ref if value is not None and ref else None
+        table[result["method"]] = row
+    return table
+
+
+def check_targets(results: list[dict]) -> list[dict]:
+    """The issue's targets, each with its measured ratio and whether it is met (None: not measurable)."""
+    table = ratios(results)
+    checks = []
+    for method, figure, reference, comparison, bound in TARGETS:
+        ratio = table.get(method, {}).get(f"{figure}/{reference}")
+        met = None if ratio is None else (ratio <= bound if comparison == "<=" else ratio >= bound)
+        checks.append(dict(method=method, figure=figure, reference=reference, comparison=comparison, bound=bound,
+                           ratio=ratio, met=met))  # fmt: skip
+    return checks
+
+
+def _cell(value, scale: float = 1.0, digits: int = 3, noise: float | None = None) -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value / scale:,.{digits}f}" if isinstance(value, float) or scale != 1.0 else f"{value:,}"
+    return f"{text} ±{noise:.0%}" if noise else text
+
+
+def markdown(report: dict) -> str:
+    """The figures, the ratios and the targets, as Markdown."""
+    results = report["results"]
+    lines = [
+        f"preset `{report['preset']}` on {report['machine']}: batch {report['batch_size']} x seq {report['seq_len']}, "
+        f"{report['dtype']}, decode {report['decode_tokens']} tokens, {report['schedule']}, warm-up "
+        f"{report['warmup']}, median of {report['repeats']} (± = relative IQR of the samples)",
+        "",
+        "| method | train step (s) | train tok/s | peak mem (MiB) | prefill tok/s | decode tok/s | trainable |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        noise = r["noise_rel_iqr"]
+        lines.append(
+            f"| {r['method']} | {_cell(r['train_step_s'], noise=noise.get('train_step_s'))} "
+            f"| {_cell(r['train_tokens_per_s'], digits=0)} | {_cell(r['peak_mem_bytes'], 2**20, 1)} "
+            f"| {_cell(r['prefill_tokens_per_s'], digits=0, noise=noise.get('prefill_s'))} "
+            f"| {_cell(r['decode_tokens_per_s'], digits=1, noise=noise.get('decode_s'))} "
+            f"| {_cell(r['trainable_params'])} |"
+        )
+    headers = [f"{figure.removesuffix('_s').removesuffix('_bytes')} / {ref}" for figure, ref in RATIOS]
+    lines += ["", "| method | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(headers)]
+    for method, row in report["ratios"].items():
+        lines.append(f"| {method} | " + " | ".join(_cell(value, digits=2) for value in row.values()) + " |")
+    lines += ["", "targets (issue #7):"]
+    for t in report["targets"]:
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+        ratio = "n/a" if t["ratio"] is None else f"{t['ratio']:.3f}"
+        lines.append(f"- {t['method']} {t['figure']} / {t['reference']} = {ratio} "
+                     f"(target {t['comparison']} {t['bound']}): {verdict}")  # fmt: skip
+    missing = [(r["method"], figure, reason) for r in results for figure, reason in r["unavailable"].items()]
+    if missing:
+        lines += ["", "not available:"] + [f"- {method} {figure}: {reason}" for method, figure, reason in missing]
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: str) -> None:
+    """Bars of every ratio in RATIOS, one panel per ratio, a line at 1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    methods = list(report["ratios"])
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    for ax, (figure, reference) in zip(axes.flat, RATIOS, strict=True):
+        values = [report["ratios"][method][f"{figure}/{reference}"] for method in methods]
+        ax.bar(methods, [value or 0.0 for value in values], color="tab:blue")
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_title(f"{figure} / {reference}")
+        ax.tick_params(axis="x", labelrotation=45)
+    fig.suptitle(f"prefixmemory-bench, preset {report['preset']}, {report['machine']}")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (cuda)"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores visible (cpu)"
+
+
+# ---------------------------------------------------------------------------------------------------- command line
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="prefixmemory-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu-small", choices=sorted(PRESETS),
+                        help="model geometry (random weights) and batch shape")  # fmt: skip
+    parser.add_argument("--model", help="a causal-LM checkpoint to use instead of the preset's random weights")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: the preset's")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--seq-len", type=int)
+    parser.add_argument("--decode-tokens", type=int)
+    parser.add_argument("--warmup", type=int, help="untimed samples per figure after the memory window")
+    parser.add_argument("--repeats", type=int, help="timed samples per figure; the median is reported")
+    parser.add_argument("--schedule", choices=("interleaved", "sequential"),
+                        help="interleaved: all models alive, methods alternate (default on CPU); "
+                             "sequential: one model at a time (default on CUDA, for memory)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the report to this JSON file")
+    parser.add_argument("--plot", help="write bars of the ratios to this PNG file (needs matplotlib)")
+    args = parser.parse_args(argv)
+    args.methods = [method.strip() for method in args.methods.split(",") if method.strip()]
+    unknown = [method for method in args.methods if method not in METHODS]
+    if unknown or not args.methods:
+        parser.error(f"--methods: unknown {unknown or 'empty list'}; known: {', '.join(METHODS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    benchmark(parse_args(argv))
+
+
+def benchmark(args: argparse.Namespace) -> dict:
+    """Run the benchmark ``args`` describe; print the Markdown report, write the JSON and the plot if asked."""
+    preset = PRESETS[args.preset]
+    device = torch.device(args.device)
+    spec = Spec(
+        preset=args.preset,
+        model=None if args.model else preset.model,
+        model_path=args.model,
+        device=device,
+        dtype=getattr(torch, args.dtype or preset.dtype),
+        batch_size=args.batch_size or preset.batch_size,
+        seq_len=args.seq_len or preset.seq_len,
+        decode_tokens=args.decode_tokens or preset.decode_tokens,
+        seed=args.seed,
+    )
+    warmup = preset.warmup if args.warmup is None else args.warmup
+    repeats = args.repeats or preset.repeats
+    schedule = args.schedule or ("sequential" if device.type == "cuda" else "interleaved")
+    load_start, started = os.getloadavg(), time.perf_counter()
+    results = run(spec, args.methods, warmup, repeats, schedule)
+    report = {
+        "preset": args.preset if not args.model else f"{args.preset} shape, model {args.model}",
+        "device": str(device),
+        "machine": _machine(device),
+        "dtype": str(spec.dtype).removeprefix("torch."),
+        "batch_size": spec.batch_size,
+        "seq_len": spec.seq_len,
+        "decode_tokens": spec.decode_tokens,
+        "model": spec.model or {"path": args.model},
+        "schedule": schedule,
+        "warmup": warmup,
+        "repeats": repeats,
+        "peak_mem": "cuda max_memory_allocated delta" if device.type == "cuda" else "cpu peak RSS delta",
+        "loadavg_start_end": [load_start, os.getloadavg()],
+        "wall_s": time.perf_counter() - started,
+        "versions": _versions(),
+        "results": results,
+    }
+    report["ratios"] = ratios(results)
+    report["targets"] = check_targets(results)
+    print(markdown(report))
+    print(f"\nwall {report['wall_s']:.0f} s; load average start {load_start[0]:.2f}, end {os.getloadavg()[0]:.2f}")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(report, file, indent=2)
+    if args.plot:
+        plot(report, args.plot)
+    return report
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
+
+
+if __name__ == "__main__":
+    main()

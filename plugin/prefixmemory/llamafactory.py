@@ -1,0 +1,65 @@
+"""The LLaMA-Factory side of the method: the ``pmt_*`` arguments and their translation to PrefixMemoryConfig.
+
+Knows nothing of LLaMA-Factory's internals (those are bent in prefixmemory_patches.llamafactory); it only
+defines the fields that appear in YAML recipes and ``llamafactory-cli train -h``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from .config import PrefixMemoryConfig
+from .feature_maps import FEATURE_MAPS
+
+
+@dataclass
+class PrefixMemoryArguments:
+    """Arguments of ``finetuning_type: prefixmemory``."""
+
+    pmt_feature_map: str = field(
+        default="elu",
+        metadata={"help": f"PrefixMemory feature map phi: one of {', '.join(FEATURE_MAPS)}."},
+    )
+    pmt_layers: str = field(
+        default="all",
+        metadata={"help": "Decoder layers that get a memory: `all`, a list like `0,2,4`, or a range like `0-11`."},
+    )
+    pmt_feature_dim: int | None = field(
+        default=None,
+        metadata={"help": "Output size of the `mlp` feature map (default: head_dim); only valid with mlp."},
+    )
+
+    def prefixmemory_config(self) -> PrefixMemoryConfig:
+        """The PEFT config these arguments describe; raises ValueError naming the bad `pmt_*` key."""
+        try:
+            return PrefixMemoryConfig(
+                feature_map=self.pmt_feature_map,
+                layers=parse_layers(self.pmt_layers),
+                feature_dim=self.pmt_feature_dim,
+            )
+        except ValueError as err:
+            raise ValueError(str(err).replace("`feature_map`", "`pmt_feature_map`")
+                             .replace("`feature_dim`", "`pmt_feature_dim`")
+                             .replace("`layers`", "`pmt_layers`")) from None
+
+    def changed_pmt_keys(self) -> list[str]:
+        """The pmt_* keys set to something other than their default."""
+        return [f.name for f in fields(PrefixMemoryArguments) if getattr(self, f.name) != f.default]
+
+
+def parse_layers(value) -> list[int] | None:
+    """``all`` -> None; ``"0,2,4"``, ``"0-11"``, ``[0, 2]`` or ``3`` -> a list of layer indices."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
+        return None
+    if isinstance(value, (int, list, tuple)):
+        return list(value) if not isinstance(value, int) else [value]
+    layers = []
+    try:
+        for part in str(value).split(","):
+            start, dash, stop = part.strip().partition("-")
+            layers.extend(range(int(start), int(stop) + 1) if dash else [int(start)])
+    except ValueError:
+        raise ValueError(
+            f"`pmt_layers` must be `all`, a list like `0,2,4` or a range like `0-11`, got {value!r}."
+        ) from None
+    return layers
