@@ -39,6 +39,4 @@ def attention_layout(model_type: str) -> AttentionLayout:
         return ATTENTION_LAYOUTS[model_type]
     except KeyError:
         supported = ", ".join(sorted(ATTENTION_LAYOUTS))
-        raise ValueError(
-            f"PrefixMemory does not support model_type `{model_type}`; supported: {supported}."
-        ) from None
+        raise ValueError(f"PrefixMemory does not support model_type `{model_type}`; supported: {supported}.") from None

@@ -9,7 +9,14 @@ from .layer import Memory, MemoryInjector, PrefixMemoryLayer
 from .model import PrefixMemoryModel
 from .reference import attach_reference
 
-__all__ = ["attach_reference", "Memory", "MemoryInjector", "PrefixMemoryConfig", "PrefixMemoryLayer", "PrefixMemoryModel"]
+__all__ = [
+    "attach_reference",
+    "Memory",
+    "MemoryInjector",
+    "PrefixMemoryConfig",
+    "PrefixMemoryLayer",
+    "PrefixMemoryModel",
+]
 __version__ = "0.1.0"
 
 extend_peft_type()

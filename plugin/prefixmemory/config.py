@@ -22,7 +22,9 @@ class PrefixMemoryConfig(PeftConfig):
         feature_dim: the mlp kernel's output size (default head_dim); only valid with ``feature_map="mlp"``.
     """
 
-    task_type: str | None = field(default="CAUSAL_LM", metadata={"help": "PEFT task type; PrefixMemory targets CAUSAL_LM."})
+    task_type: str | None = field(
+        default="CAUSAL_LM", metadata={"help": "PEFT task type; PrefixMemory targets CAUSAL_LM."}
+    )
     feature_map: str = field(
         default="elu",
         metadata={"help": f"Feature map phi applied to each query head: one of {', '.join(FEATURE_MAPS)}."},

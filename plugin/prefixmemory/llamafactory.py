@@ -38,9 +38,12 @@ class PrefixMemoryArguments:
                 feature_dim=self.pmt_feature_dim,
             )
         except ValueError as err:
-            raise ValueError(str(err).replace("`feature_map`", "`pmt_feature_map`")
-                             .replace("`feature_dim`", "`pmt_feature_dim`")
-                             .replace("`layers`", "`pmt_layers`")) from None
+            raise ValueError(
+                str(err)
+                .replace("`feature_map`", "`pmt_feature_map`")
+                .replace("`feature_dim`", "`pmt_feature_dim`")
+                .replace("`layers`", "`pmt_layers`")
+            ) from None
 
     def changed_pmt_keys(self) -> list[str]:
         """The pmt_* keys set to something other than their default."""

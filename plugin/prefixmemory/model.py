@@ -38,7 +38,7 @@ class PrefixMemoryModel(BaseTuner):
         out_of_range = [i for i in peft_config.layers or () if num_layers is not None and i >= num_layers]
         if out_of_range:
             raise ValueError(
-                f"`layers` {out_of_range} out of range: the model has {num_layers} decoder layers (0-{num_layers - 1})."
+                f"`layers` {out_of_range} out of range: the model has {num_layers} decoder layers."
             )
         return peft_config
 

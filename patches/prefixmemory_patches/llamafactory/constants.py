@@ -1,4 +1,10 @@
-"""extras/constants.py | METHODS, PEFT_METHODS | list prefixmemory as an adapter method (web UI dropdown, checkpoints)."""
+"""Web UI constants.
+
+| LLaMA-Factory name              | change              | why                                              |
+|---------------------------------|---------------------|--------------------------------------------------|
+| extras.constants.METHODS        | + prefixmemory      | the Finetuning method dropdown                   |
+| extras.constants.PEFT_METHODS   | + prefixmemory      | checkpoints are adapters (train, chat, export)   |
+"""
 
 from . import PMT, mark_patched
 

@@ -1,8 +1,8 @@
 """Export.
 
-| LLaMA-Factory function | change                                                     | why                                        |
-|------------------------|------------------------------------------------------------|--------------------------------------------|
-| train.tuner.export_model | prefixmemory: base model + adapter folder + loading note | phi is non-linear: the memory cannot be merged |
+| LLaMA-Factory function    | change                                    | why                                     |
+|---------------------------|-------------------------------------------|-----------------------------------------|
+| train.tuner.export_model  | prefixmemory: base + adapter + README     | phi is non-linear: nothing can be merged |
 
 Upstream export merges LoRA into the weights and aborts on anything that is not a PreTrainedModel. A PMT
 export instead writes a self-contained folder: the base model (in the export dtype) with its tokenizer at the

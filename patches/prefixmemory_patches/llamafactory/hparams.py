@@ -1,12 +1,11 @@
 """Arguments and validation.
 
-| LLaMA-Factory function                  | change                                                  | why                                   |
-|-----------------------------------------|---------------------------------------------------------|---------------------------------------|
-| hparams.finetuning_args.FinetuningArguments | subclass: `prefixmemory` in finetuning_type, pmt_* keys | the Literal becomes argparse choices  |
-| hparams.parser._verify_model_args       | prefixmemory adapters allowed; vllm/sglang, quantization refused | upstream allows adapters for LoRA only |
-| hparams.parser.get_train_args           | ddp_find_unused_parameters=False, label_names, as for LoRA | a PeftModel defaults to find_unused=True |
+| LLaMA-Factory function | change | why |
+| --- | --- | --- |
+| hparams.finetuning_args.FinetuningArguments | subclass: prefixmemory + pmt_* keys | its Literal: argparse choices |
+| hparams.parser._verify_model_args | PMT adapter allowed; vllm, sglang, 4/8-bit refused | upstream: LoRA-only |
+| hparams.parser.get_train_args | ddp_find_unused_parameters=False, label_names | as upstream does for LoRA |
 """
-
 
 import functools
 from contextlib import contextmanager

@@ -1,8 +1,8 @@
 """Model loading.
 
-| LLaMA-Factory function    | change                                             | why                                   |
-|---------------------------|----------------------------------------------------|---------------------------------------|
-| model.adapter.init_adapter | builds or loads the PrefixMemory PeftModel        | upstream dispatches full/freeze/lora/oft only |
+| LLaMA-Factory function | change | why |
+| --- | --- | --- |
+| model.adapter.init_adapter | builds or loads the PrefixMemory model | upstream knows full/freeze/lora/oft only |
 
 Patched in model/adapter.py itself, before model/loader.py binds ``init_adapter`` by name.
 """
@@ -30,8 +30,9 @@ def patch_adapter(adapter) -> None:
 
 def setup_prefixmemory(model, model_args, finetuning_args, is_trainable: bool, logger):
     """A new memory to train, or the one adapter in ``adapter_name_or_path`` (to train on, or to serve)."""
-    import prefixmemory
     from peft import PeftConfig, PeftModel, get_peft_model
+
+    import prefixmemory
 
     if not model_args.adapter_name_or_path:
         if not is_trainable:

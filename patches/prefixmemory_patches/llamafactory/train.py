@@ -1,8 +1,8 @@
 """Training stages.
 
-| LLaMA-Factory function           | change                          | why                                              |
-|----------------------------------|---------------------------------|--------------------------------------------------|
-| train.trainer_utils.create_ref_model | None for prefixmemory       | the reference is the same weights, memory off: no second model |
+| LLaMA-Factory function               | change                | why                                                  |
+|--------------------------------------|-----------------------|------------------------------------------------------|
+| train.trainer_utils.create_ref_model | None for prefixmemory | reference = same weights, memory off: no second copy |
 
 Patched in trainer_utils itself, before the dpo/kto/sft workflows bind ``create_ref_model`` by name.
 """

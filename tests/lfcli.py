@@ -1,0 +1,35 @@
+"""Helpers shared by the end-to-end tests: run the real llamafactory-cli, read its logs."""
+
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1", "WANDB_DISABLED": "1"}
+LOG2 = math.log(2)
+
+
+def run_cli(command: str, config: dict | None, workdir: Path, *extra: str, check: bool = True):
+    """Run the unmodified ``llamafactory-cli <command> <yaml> extra...`` in a subprocess."""
+    argv = ["llamafactory-cli", command]
+    if config is not None:
+        path = workdir / f"{command}_{len(list(workdir.glob('*.yaml')))}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        argv.append(str(path))
+    result = subprocess.run(
+        [*argv, *extra], cwd=workdir, env={**os.environ, **OFFLINE_ENV}, capture_output=True, text=True, timeout=900
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def logged_losses(output_dir: Path, key: str = "loss") -> list[float]:
+    """The per-step values of ``key`` from LLaMA-Factory's trainer_log.jsonl."""
+    rows = [json.loads(line) for line in (Path(output_dir) / "trainer_log.jsonl").read_text().splitlines()]
+    return [row[key] for row in rows if key in row and row[key] is not None]
