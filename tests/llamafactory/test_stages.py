@@ -21,8 +21,9 @@ STAGES = {
 
 
 def _adapter_tensors(folder: Path) -> dict:
-    files = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pkl"))
-    assert files == ["adapter_model.safetensors"], files
+    """The adapter's tensors; asserts no base-model weights were written (training_args.bin is the Trainer's)."""
+    weights = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
+    assert weights == ["adapter_model.safetensors", "training_args.bin"], weights
     return load_file(folder / "adapter_model.safetensors")
 
 
