@@ -78,6 +78,8 @@ def patch_parser(parser) -> None:
             raise ValueError(
                 f"`adapter_name_or_path` takes one prefixmemory adapter, got {len(model_args.adapter_name_or_path)}."
             )
+        if model_args.adapter_name_or_path is not None:
+            _check_adapter_type(model_args.adapter_name_or_path[0])
         with _as_finetuning_type(finetuning_args, "lora"):  # upstream accepts adapters for LoRA only
             verify_model_args(model_args, data_args, finetuning_args)
 
@@ -92,6 +94,16 @@ def patch_parser(parser) -> None:
 
     parser._verify_model_args = _verify_model_args
     parser.get_train_args = patched_get_train_args
+
+
+def _check_adapter_type(path: str) -> None:
+    """Read adapter_config.json (not the weights) so a wrong adapter fails before the model loads."""
+    from peft import PeftConfig
+
+    peft_type = PeftConfig.from_pretrained(path).peft_type
+    if peft_type != "PREFIXMEMORY":
+        name = getattr(peft_type, "value", peft_type)
+        raise ValueError(f"`adapter_name_or_path` {path} holds a {name} adapter, not a prefixmemory one.")
 
 
 @contextmanager

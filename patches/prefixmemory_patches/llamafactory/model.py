@@ -40,10 +40,7 @@ def setup_prefixmemory(model, model_args, finetuning_args, is_trainable: bool, l
         logger.info_rank0("Fine-tuning method: PrefixMemory")
         return get_peft_model(model, finetuning_args.prefixmemory_config())
 
-    path = model_args.adapter_name_or_path[0]
-    peft_type = PeftConfig.from_pretrained(path).peft_type
-    if peft_type != "PREFIXMEMORY":
-        raise ValueError(f"`adapter_name_or_path` {path} holds a {peft_type} adapter, not a prefixmemory one.")
+    path = model_args.adapter_name_or_path[0]  # one prefixmemory adapter: checked by _verify_model_args
     model = PeftModel.from_pretrained(model, path, is_trainable=is_trainable)
     logger.info_rank0(f"Loaded prefixmemory adapter: {path}")
     if is_trainable and finetuning_args.ref_model is None and _needs_reference(finetuning_args):
