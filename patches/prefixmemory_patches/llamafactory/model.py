@@ -30,7 +30,7 @@ def patch_adapter(adapter) -> None:
 
 def setup_prefixmemory(model, model_args, finetuning_args, is_trainable: bool, logger):
     """A new memory to train, or the one adapter in ``adapter_name_or_path`` (to train on, or to serve)."""
-    from peft import PeftConfig, PeftModel, get_peft_model
+    from peft import PeftModel, get_peft_model
 
     import prefixmemory
 
