@@ -60,6 +60,11 @@ def tiny_qwen2(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    return save_tiny(tmp_path_factory.mktemp("models") / "tiny-llama", "llama-gqa")
+
+
+@pytest.fixture(scope="session")
 def toy_data(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("data")
     info = {}

@@ -29,6 +29,7 @@ def _train_args(**overrides):
         (dict(finetuning_type="lora", pmt_feature_map="gelu"), "`pmt_feature_map` is only valid with finetuning_type"),
         (dict(quantization_bit=4), "`quantization_bit: 4` is not supported with finetuning_type: prefixmemory"),
         (dict(adapter_name_or_path="a,b"), "`adapter_name_or_path` takes one prefixmemory adapter, got 2"),
+        (dict(stage="ppo", reward_model="unused"), "`stage: ppo` is not supported with finetuning_type: prefixmemory"),
     ],
 )
 def test_bad_training_arguments(overrides, message):

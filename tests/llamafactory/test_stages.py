@@ -13,17 +13,19 @@ STAGES = {
     "sft": dict(val_size=0.1, eval_strategy="steps", eval_steps=15, plot_loss=True),
     "pt": dict(stage="pt", dataset="toy_pt"),  # LLaMA-Factory packs pt data by default
     "sft-neat-packing": dict(packing=True, neat_packing=True),
-    "dpo": dict(stage="dpo", dataset="toy_pref", pref_beta=0.1, pref_loss="sigmoid"),
+    "sft-bf16-eager": dict(bf16=True, use_cpu=True, flash_attn="disabled"),  # CPU autocast to bf16
+    "dpo": dict(stage="dpo", dataset="toy_pref", pref_beta=0.1, pref_loss="sigmoid", flash_attn="sdpa"),
     "simpo": dict(stage="dpo", dataset="toy_pref", pref_loss="simpo", pref_beta=2.0, simpo_gamma=1.0),
     "orpo": dict(stage="dpo", dataset="toy_pref", pref_loss="orpo"),
     "kto": dict(stage="kto", dataset="toy_kto", pref_beta=0.1),
+    "rm": dict(stage="rm", dataset="toy_pref"),  # LLaMA-Factory adds and saves a trainable value head
 }
 
 
-def _adapter_tensors(folder: Path) -> dict:
+def _adapter_tensors(folder: Path, *extra_files: str) -> dict:
     """The adapter's tensors; asserts no base-model weights were written (training_args.bin is the Trainer's)."""
     weights = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
-    assert weights == ["adapter_model.safetensors", "training_args.bin"], weights
+    assert weights == sorted(["adapter_model.safetensors", "training_args.bin", *extra_files]), weights
     return load_file(folder / "adapter_model.safetensors")
 
 
@@ -40,7 +42,7 @@ def test_stage_trains_and_saves_adapter_only(name, train_config, tmp_path):
     if config.get("pref_loss") == "sigmoid":
         assert losses[0] == pytest.approx(LOG2, abs=1e-3)  # memory starts at zero: policy == reference
 
-    tensors = _adapter_tensors(out)
+    tensors = _adapter_tensors(out, *(["value_head.safetensors"] if name == "rm" else []))
     assert sorted(tensors) == [
         f"base_model.model.model.layers.{i}.self_attn.q_proj.prefixmemory_memory.weight" for i in range(2)
     ]
@@ -63,3 +65,11 @@ def test_cli_flag_form_and_feature_map_choice(train_config, tiny_qwen2, toy_data
         "q_proj.prefixmemory_kernel.weight": (4, 16, 8),
         "q_proj.prefixmemory_kernel.bias": (4, 1, 8),
     }
+
+
+@pytest.mark.parametrize("template", ["llama2", "llama3"])
+def test_llama_templates(template, train_config, tiny_llama, tmp_path):
+    config = train_config(model_name_or_path=str(tiny_llama), template=template, max_steps=2)
+    run_cli("train", config, tmp_path)
+    tensors = _adapter_tensors(Path(config["output_dir"]))
+    assert len(tensors) == 2 and all(t.abs().sum() > 0 for t in tensors.values())

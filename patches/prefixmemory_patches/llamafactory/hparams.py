@@ -43,6 +43,11 @@ def patch_finetuning_args(module) -> None:
                     raise ValueError(
                         f"`{f.name}` does not apply to finetuning_type: prefixmemory (got {getattr(self, f.name)!r})."
                     )
+            if self.stage == "ppo":
+                raise ValueError(
+                    "`stage: ppo` is not supported with finetuning_type: prefixmemory: LLaMA-Factory 0.9.5's PPO "
+                    "trainer needs trl<=0.9.6, but it installs trl 0.24."
+                )
             self.prefixmemory_config()  # validates the pmt_* keys before any model is loaded
             with _as_finetuning_type(self, "full"):  # upstream asserts its own list; its other checks still run
                 upstream.__post_init__(self)

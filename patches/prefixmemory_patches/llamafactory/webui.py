@@ -1,0 +1,193 @@
+"""Web UI (LLaMA Board).
+
+| LLaMA-Factory function                  | change                                                  | why                                                        |
+|-----------------------------------------|---------------------------------------------------------|------------------------------------------------------------|
+| webui.locales.LOCALES                   | + pmt_* labels (en, zh; other languages fall back to en) | change_lang looks labels up by element name and language   |
+| webui.control.can_quantize              | quantization locked to none for prefixmemory            | a 4/8-bit base is refused for prefixmemory (hparams patch) |
+| webui.components.train.create_train_tab | + PrefixMemory accordion, in the input set, after LoRA  | the buttons bind their input set inside create_train_tab   |
+| webui.runner.Runner._parse_train_args   | + pmt_* keys for prefixmemory; extra arguments win      | upstream passes method keys for freeze and lora only       |
+
+Nothing else needs bending: ``METHODS`` / ``PEFT_METHODS`` (constants patch) make checkpoints adapters in the
+Train, Evaluate, Chat and Export tabs; training and evaluation run ``llamafactory-cli train`` in a subprocess,
+where the startup hook patches again; chat and export run in this process through the patched loader and
+``export_model``; DPO/KTO get the memory-disabled reference from the trainer_utils patch, as on the CLI.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import fields
+
+from prefixmemory.llamafactory import PrefixMemoryArguments
+
+from . import PMT, mark_patched
+
+PMT_INPUTS = ("pmt_feature_map", "pmt_layers", "pmt_feature_dim")
+
+# English and Chinese are required; a language missing here shows the English text (see _EnglishFallback).
+PMT_LOCALES = {
+    "pmt_tab": {
+        "en": {"label": "PrefixMemory configurations"},
+        "zh": {"label": "PrefixMemory 参数设置"},
+    },
+    "pmt_feature_map": {
+        "en": {
+            "label": "Feature map",
+            "info": "Kernel phi applied to the queries: elu, gelu, relu (no weights) or mlp (learned).",
+        },
+        "zh": {
+            "label": "特征映射",
+            "info": "作用于查询向量的核函数 phi：elu、gelu、relu（无参数）或 mlp（可学习）。",
+        },
+    },
+    "pmt_layers": {
+        "en": {
+            "label": "Memory layers",
+            "info": "Decoder layers that get a memory: all, a list like 0,2,4 or a range like 0-11.",
+        },
+        "zh": {
+            "label": "记忆层",
+            "info": "添加记忆的解码器层：all、列表（如 0,2,4）或区间（如 0-11）。",
+        },
+    },
+    "pmt_feature_dim": {
+        "en": {
+            "label": "Feature dim (mlp)",
+            "info": "Output size of the mlp feature map; 0 uses the head dimension.",
+        },
+        "zh": {
+            "label": "特征维度（mlp）",
+            "info": "mlp 特征映射的输出维度；0 表示使用注意力头维度。",
+        },
+    },
+}
+
+
+class _EnglishFallback(dict):
+    """A LOCALES entry: a language without its own text gets the English one instead of a KeyError."""
+
+    def __missing__(self, lang):
+        return self["en"]
+
+
+def patch_locales(locales) -> None:
+    if not mark_patched(locales, "pmt_locales"):
+        return
+    for name, texts in PMT_LOCALES.items():
+        locales.LOCALES[name] = _EnglishFallback(texts)  # in place: engine.py binds the dict by name
+
+
+def patch_control(control) -> None:
+    """Before components/top.py binds ``can_quantize`` by name."""
+    if not mark_patched(control, "can_quantize"):
+        return
+    can_quantize = control.can_quantize
+
+    @functools.wraps(can_quantize)
+    def patched_can_quantize(finetuning_type: str):
+        if finetuning_type == PMT:
+            return control.gr.Dropdown(value="none", interactive=False)
+        return can_quantize(finetuning_type)
+
+    control.can_quantize = patched_can_quantize
+
+
+def patch_train_tab(train) -> None:
+    """Before components/__init__.py binds ``create_train_tab`` by name."""
+    if not mark_patched(train, "create_train_tab"):
+        return
+    create_train_tab = train.create_train_tab
+
+    @functools.wraps(create_train_tab)
+    def patched_create_train_tab(engine):
+        gr = train.gr
+        pmt_elems = create_pmt_tab(gr)  # built first, inside the Train tab; moved below LoRA afterwards
+        inputs = {pmt_elems[name] for name in PMT_INPUTS}
+        manager = engine.manager
+        get_base_elems = manager.get_base_elems
+        manager.get_base_elems = lambda: get_base_elems() | inputs  # the set Preview/Start/Save bind to
+        try:
+            elem_dict = create_train_tab(engine)
+        finally:
+            del manager.get_base_elems
+        _move_after(pmt_elems["pmt_tab"], elem_dict.get("lora_tab"))
+
+        finetuning_type = manager.get_elem_by_id("top.finetuning_type")
+        finetuning_type.change(
+            lambda method: gr.Accordion(visible=method == PMT, open=method == PMT),
+            [finetuning_type],
+            [pmt_elems["pmt_tab"]],
+            queue=False,
+        )
+        pmt_elems["pmt_feature_map"].change(
+            lambda feature_map: gr.Number(interactive=feature_map == "mlp"),
+            [pmt_elems["pmt_feature_map"]],
+            [pmt_elems["pmt_feature_dim"]],
+            queue=False,
+        )
+        return {**elem_dict, **pmt_elems}
+
+    train.create_train_tab = patched_create_train_tab
+
+
+def create_pmt_tab(gr) -> dict:
+    """The PrefixMemory accordion, hidden until prefixmemory is the finetuning method; labels come from LOCALES."""
+    from prefixmemory.feature_maps import FEATURE_MAPS
+
+    defaults = {f.name: f.default for f in fields(PrefixMemoryArguments)}
+    with gr.Accordion(open=False, visible=False) as pmt_tab:
+        with gr.Row():
+            pmt_feature_map = gr.Dropdown(choices=list(FEATURE_MAPS), value=defaults["pmt_feature_map"])
+            pmt_layers = gr.Textbox(value=defaults["pmt_layers"])
+            pmt_feature_dim = gr.Number(value=0, minimum=0, precision=0, interactive=False)  # 0: head_dim
+
+    return dict(
+        pmt_tab=pmt_tab, pmt_feature_map=pmt_feature_map, pmt_layers=pmt_layers, pmt_feature_dim=pmt_feature_dim
+    )
+
+
+def _move_after(block, anchor) -> None:
+    """Place ``block`` right after ``anchor`` when both sit in the same layout block; else leave it."""
+    parent = getattr(block, "parent", None)
+    if anchor is None or parent is None or getattr(anchor, "parent", None) is not parent:
+        return
+    parent.children.remove(block)
+    parent.children.insert(parent.children.index(anchor) + 1, block)
+
+
+def patch_runner(runner) -> None:
+    if not mark_patched(runner, "parse_train_args"):
+        return
+    parse_train_args = runner.Runner._parse_train_args
+
+    @functools.wraps(parse_train_args)
+    def _parse_train_args(self, data):
+        args = parse_train_args(self, data)
+        if args.get("finetuning_type") == PMT:
+            values = [data[self.manager.get_elem_by_id(f"train.{name}")] for name in ("extra_args", *PMT_INPUTS)]
+            extra, pmt = json.loads(values[0]), pmt_args(*values[1:])
+            args.update({key: value for key, value in pmt.items() if key not in extra})
+            _validate(args)
+        return args
+
+    runner.Runner._parse_train_args = _parse_train_args
+
+
+def pmt_args(feature_map: str, layers: str, feature_dim) -> dict:
+    """The pmt_* keys the accordion describes; feature_dim only for mlp, and only when set (0: head_dim)."""
+    args = {"pmt_feature_map": feature_map, "pmt_layers": (layers or "all").strip()}
+    if feature_map == "mlp" and feature_dim:
+        args["pmt_feature_dim"] = int(feature_dim)
+    return args
+
+
+def _validate(args: dict) -> None:
+    """Show a bad pmt_* value on Preview/Start at once, instead of in the log of a failed run."""
+    import gradio as gr
+
+    values = {f.name: args[f.name] for f in fields(PrefixMemoryArguments) if f.name in args}
+    try:
+        PrefixMemoryArguments(**values).prefixmemory_config()
+    except (TypeError, ValueError) as err:
+        raise gr.Error(str(err)) from None
