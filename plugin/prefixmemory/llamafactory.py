@@ -1,12 +1,16 @@
-"""The LLaMA-Factory side of the method: the ``pmt_*`` arguments and their translation to PrefixMemoryConfig.
+"""The LLaMA-Factory side of the methods: their arguments and the PEFT configs they describe.
 
-Knows nothing of LLaMA-Factory's internals (those are bent in prefixmemory_patches.llamafactory); it only
-defines the fields that appear in YAML recipes and ``llamafactory-cli train -h``.
+``finetuning_type: prefixmemory`` takes the ``pmt_*`` keys; ``finetuning_type: prefix`` (classic prefix-tuning,
+PEFT's PrefixTuningConfig, the paper's baseline) the ``prefix_*`` keys. Knows nothing of LLaMA-Factory's
+internals (those are bent in prefixmemory_patches.llamafactory); it only defines the fields that appear in
+YAML recipes and ``llamafactory-cli train -h``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+
+from peft import PrefixTuningConfig
 
 from .config import PrefixMemoryConfig
 from .feature_maps import FEATURE_MAPS
@@ -45,9 +49,39 @@ class PrefixMemoryArguments:
                 .replace("`layers`", "`pmt_layers`")
             ) from None
 
-    def changed_pmt_keys(self) -> list[str]:
-        """The pmt_* keys set to something other than their default."""
-        return [f.name for f in fields(PrefixMemoryArguments) if getattr(self, f.name) != f.default]
+
+@dataclass
+class PrefixTuningArguments:
+    """Arguments of ``finetuning_type: prefix`` (Li and Liang, 2021), the baseline of the paper's comparisons."""
+
+    prefix_num_virtual_tokens: int = field(
+        default=32,
+        metadata={"help": "Number of virtual prefix tokens per layer (the paper's Prefix-Tuning uses 32)."},
+    )
+    prefix_projection: bool = field(
+        default=False,
+        metadata={"help": "Reparameterise the prefix through a two-layer MLP, as in the original prefix-tuning."},
+    )
+
+    def prefix_tuning_config(self) -> PrefixTuningConfig:
+        if isinstance(self.prefix_num_virtual_tokens, bool) or self.prefix_num_virtual_tokens < 1:
+            raise ValueError(
+                f"`prefix_num_virtual_tokens` must be a positive integer, got {self.prefix_num_virtual_tokens!r}."
+            )
+        return PrefixTuningConfig(
+            task_type="CAUSAL_LM",
+            num_virtual_tokens=self.prefix_num_virtual_tokens,
+            prefix_projection=self.prefix_projection,
+        )
+
+
+# finetuning_type -> the argument class that holds its keys
+METHOD_ARGUMENTS = {"prefixmemory": PrefixMemoryArguments, "prefix": PrefixTuningArguments}
+
+
+def changed_keys(arguments, method_class) -> list[str]:
+    """The keys of ``method_class`` that ``arguments`` sets to something other than their default."""
+    return [f.name for f in fields(method_class) if getattr(arguments, f.name) != f.default]
 
 
 def parse_layers(value) -> list[int] | None:

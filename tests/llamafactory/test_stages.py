@@ -32,8 +32,9 @@ def _adapter_tensors(folder: Path, *extra_files: str) -> dict:
 @pytest.mark.parametrize("name", list(STAGES))
 def test_stage_trains_and_saves_adapter_only(name, train_config, tmp_path):
     config = train_config(**STAGES[name])
-    run_cli("train", config, tmp_path)
+    result = run_cli("train", config, tmp_path)
     out = Path(config["output_dir"])
+    assert "Created reference model" not in result.stdout + result.stderr  # no second model for DPO/KTO
 
     losses = logged_losses(out)
     assert len(losses) == 30

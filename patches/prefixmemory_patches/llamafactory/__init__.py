@@ -6,6 +6,7 @@ and opens with a line of why.
 
 SUPPORTED_VERSION = "0.9.5"
 PMT = "prefixmemory"
+OUR_TYPES = (PMT, "prefix")  # classic prefix-tuning rides on the same machinery
 
 
 def mark_patched(module, name: str) -> bool:

@@ -2,17 +2,18 @@
 
 | LLaMA-Factory name              | change              | why                                              |
 |---------------------------------|---------------------|--------------------------------------------------|
-| extras.constants.METHODS        | + prefixmemory      | the Finetuning method dropdown                   |
-| extras.constants.PEFT_METHODS   | + prefixmemory      | checkpoints are adapters (train, chat, export)   |
+| extras.constants.METHODS        | + prefixmemory, prefix | the Finetuning method dropdown                |
+| extras.constants.PEFT_METHODS   | + prefixmemory, prefix | checkpoints are adapters (train, chat, export) |
 """
 
-from . import PMT, mark_patched
+from . import OUR_TYPES, mark_patched
 
 
 def patch_constants(constants) -> None:
-    """Add prefixmemory in place: the web UI binds these containers by reference at import time."""
+    """Add our methods in place: the web UI binds these containers by reference at import time."""
     if not mark_patched(constants, "methods"):
         return
-    if PMT not in constants.METHODS:
-        constants.METHODS.append(PMT)
-    constants.PEFT_METHODS.add(PMT)
+    for method in OUR_TYPES:
+        if method not in constants.METHODS:
+            constants.METHODS.append(method)
+        constants.PEFT_METHODS.add(method)

@@ -1,12 +1,12 @@
 """Export.
 
-| LLaMA-Factory function    | change                                    | why                                     |
-|---------------------------|-------------------------------------------|-----------------------------------------|
-| train.tuner.export_model  | prefixmemory: base + adapter + README     | phi is non-linear: nothing can be merged |
+| LLaMA-Factory function | change | why |
+| --- | --- | --- |
+| train.tuner.export_model | prefixmemory, prefix: base + adapter + README | neither can be merged into weights |
 
-Upstream export merges LoRA into the weights and aborts on anything that is not a PreTrainedModel. A PMT
-export instead writes a self-contained folder: the base model (in the export dtype) with its tokenizer at the
-top, the adapter in ``prefixmemory_adapter/``, and a README saying how to load both. Nothing is merged.
+Upstream export merges LoRA into the weights and aborts on anything that is not a PreTrainedModel. Our export
+instead writes a self-contained folder: the base model (in the export dtype) with its tokenizer at the top, the
+adapter in ``prefixmemory_adapter/`` (or ``prefix_adapter/``), and a README saying how to load both.
 """
 
 from __future__ import annotations
@@ -15,16 +15,22 @@ import functools
 import os
 from pathlib import Path
 
-from . import PMT, mark_patched
+from . import OUR_TYPES, mark_patched
 
-ADAPTER_SUBFOLDER = "prefixmemory_adapter"
+ADAPTER_SUBFOLDERS = {"prefixmemory": "prefixmemory_adapter", "prefix": "prefix_adapter"}
+
+WHY_NOT_MERGED = {
+    "prefixmemory": "PrefixMemory-Tuning adds phi(q) @ M to every adapted attention head. phi is non-linear, so "
+    "the memory cannot\nbe merged into the base weights",
+    "prefix": "Prefix-tuning adds trainable key/value vectors to every attention layer. They are not weights, so "
+    "they cannot\nbe merged into the base weights",
+}
 
 LOADING_NOTE = """\
-# PrefixMemory export
+# {method} export
 
-PrefixMemory-Tuning adds phi(q) @ M to every adapted attention head. phi is non-linear, so the memory cannot
-be merged into the base weights: this folder holds the base model (top level) and the adapter
-(`{adapter}/`). Load both to reproduce the fine-tuned model:
+{why}: this folder holds the base model (top level) and the adapter (`{adapter}/`).
+Load both to reproduce the fine-tuned model:
 
 ```python
 import prefixmemory  # registers the PEFT method
@@ -37,7 +43,7 @@ tokenizer = AutoTokenizer.from_pretrained("{export_dir}")
 ```
 
 With LLaMA-Factory: `model_name_or_path: {export_dir}`, `adapter_name_or_path: {export_dir}/{adapter}`,
-`finetuning_type: prefixmemory`, `infer_backend: huggingface` (vLLM and SGLang serve LoRA adapters only).
+`finetuning_type: {method}`, `infer_backend: huggingface` (vLLM and SGLang serve LoRA adapters only).
 """
 
 
@@ -49,14 +55,14 @@ def patch_tuner(tuner) -> None:
     @functools.wraps(export_model)
     def patched_export_model(args=None):
         model_args, data_args, finetuning_args, _ = tuner.get_infer_args(args)
-        if finetuning_args.finetuning_type != PMT:
+        if finetuning_args.finetuning_type not in OUR_TYPES:
             return export_model(args)
-        return export_prefixmemory(tuner, model_args, data_args, finetuning_args)
+        return export_unmerged(tuner, model_args, data_args, finetuning_args)
 
     tuner.export_model = patched_export_model
 
 
-def export_prefixmemory(tuner, model_args, data_args, finetuning_args) -> None:
+def export_unmerged(tuner, model_args, data_args, finetuning_args) -> None:
     """Write base model + tokenizer + adapter + README to ``export_dir``; refuses to write into the inputs."""
     import torch
 
@@ -65,22 +71,26 @@ def export_prefixmemory(tuner, model_args, data_args, finetuning_args) -> None:
     tokenizer = tokenizer_module["tokenizer"]
     tuner.get_template_and_fix_tokenizer(tokenizer, data_args)
     model = tuner.load_model(tokenizer, model_args, finetuning_args)
+    method = finetuning_args.finetuning_type
     if model_args.adapter_name_or_path is None:
-        raise ValueError("`adapter_name_or_path` is required to export a prefixmemory model.")
+        raise ValueError(f"`adapter_name_or_path` is required to export a {method} model.")
 
     dtype = model_args.infer_dtype
     dtype = model.config.dtype if dtype == "auto" else getattr(torch, dtype)
-    model.save_pretrained(os.path.join(export_dir, ADAPTER_SUBFOLDER))  # memories stay in fp32
-    base = model.unload()
+    adapter_folder = ADAPTER_SUBFOLDERS[method]
+    model.save_pretrained(os.path.join(export_dir, adapter_folder))  # adapter weights stay in fp32
+    base = model.get_base_model() if model.active_peft_config.is_prompt_learning else model.unload()
     base.config.dtype = dtype
     base.to(dtype).save_pretrained(export_dir, max_shard_size=f"{model_args.export_size}GB")
     tokenizer.save_pretrained(export_dir)
     if tokenizer_module["processor"] is not None:
         tokenizer_module["processor"].save_pretrained(export_dir)
-    note = LOADING_NOTE.format(export_dir=export_dir, adapter=ADAPTER_SUBFOLDER)
+    note = LOADING_NOTE.format(
+        method=method, why=WHY_NOT_MERGED[method], export_dir=export_dir, adapter=adapter_folder
+    )
     Path(export_dir, "README.md").write_text(note)
     tuner.logger.info_rank0(
-        f"Exported base model and prefixmemory adapter to {export_dir} (not merged: see {export_dir}/README.md)."
+        f"Exported base model and {adapter_folder} to {export_dir} (not merged: see {export_dir}/README.md)."
     )
 
 
@@ -88,9 +98,9 @@ def _checked_export_dir(model_args) -> str:
     if model_args.export_dir is None:
         raise ValueError("Please specify `export_dir` to save model.")
     if model_args.export_quantization_bit is not None:
-        raise ValueError("`export_quantization_bit` is not supported for prefixmemory exports.")
+        raise ValueError("`export_quantization_bit` is not supported for prefixmemory or prefix exports.")
     if model_args.export_hub_model_id is not None:
-        raise ValueError("`export_hub_model_id` is not supported for prefixmemory exports; push the folder yourself.")
+        raise ValueError("`export_hub_model_id` is not supported for these exports; push the folder yourself.")
     export_dir = os.path.abspath(model_args.export_dir)
     inputs = [model_args.model_name_or_path, *(model_args.adapter_name_or_path or [])]
     if any(os.path.abspath(path) == export_dir for path in inputs if os.path.exists(path)):

@@ -2,7 +2,7 @@
 
 | LLaMA-Factory function | change | why |
 | --- | --- | --- |
-| model.adapter.init_adapter | builds or loads the PrefixMemory model | upstream knows full/freeze/lora/oft only |
+| model.adapter.init_adapter | builds or loads the prefixmemory / prefix model | upstream: full/freeze/lora/oft only |
 
 Patched in model/adapter.py itself, before model/loader.py binds ``init_adapter`` by name.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 
-from . import PMT, mark_patched
+from . import OUR_TYPES, PMT, mark_patched
 
 
 def patch_adapter(adapter) -> None:
@@ -21,15 +21,15 @@ def patch_adapter(adapter) -> None:
 
     @functools.wraps(init_adapter)
     def patched_init_adapter(config, model, model_args, finetuning_args, is_trainable):
-        if finetuning_args.finetuning_type != PMT:
+        if finetuning_args.finetuning_type not in OUR_TYPES:
             return init_adapter(config, model, model_args, finetuning_args, is_trainable)
-        return setup_prefixmemory(model, model_args, finetuning_args, is_trainable, adapter.logger)
+        return setup_adapter(model, model_args, finetuning_args, is_trainable, adapter.logger)
 
     adapter.init_adapter = patched_init_adapter
 
 
-def setup_prefixmemory(model, model_args, finetuning_args, is_trainable: bool, logger):
-    """A new memory to train, or the one adapter in ``adapter_name_or_path`` (to train on, or to serve)."""
+def setup_adapter(model, model_args, finetuning_args, is_trainable: bool, logger):
+    """A new adapter to train, or the one in ``adapter_name_or_path`` (to train on, or to serve)."""
     from peft import PeftModel, get_peft_model
 
     import prefixmemory
@@ -37,13 +37,14 @@ def setup_prefixmemory(model, model_args, finetuning_args, is_trainable: bool, l
     if not model_args.adapter_name_or_path:
         if not is_trainable:
             return model
-        logger.info_rank0("Fine-tuning method: PrefixMemory")
-        return get_peft_model(model, finetuning_args.prefixmemory_config())
+        logger.info_rank0(f"Fine-tuning method: {finetuning_args.finetuning_type}")
+        return get_peft_model(model, finetuning_args.peft_config())
 
-    path = model_args.adapter_name_or_path[0]  # one prefixmemory adapter: checked by _verify_model_args
+    path = model_args.adapter_name_or_path[0]  # one adapter of the right type: checked by _verify_model_args
     model = PeftModel.from_pretrained(model, path, is_trainable=is_trainable)
-    logger.info_rank0(f"Loaded prefixmemory adapter: {path}")
-    if is_trainable and finetuning_args.ref_model is None and _needs_reference(finetuning_args):
+    logger.info_rank0(f"Loaded {finetuning_args.finetuning_type} adapter: {path}")
+    needs_reference = finetuning_args.ref_model is None and _needs_reference(finetuning_args)
+    if is_trainable and finetuning_args.finetuning_type == PMT and needs_reference:
         prefixmemory.attach_reference(model)
         logger.info_rank0(f"Reference model: {path} (frozen copy of its memories), not the bare base model.")
     return model

@@ -2,7 +2,7 @@
 
 | LLaMA-Factory function               | change                | why                                                  |
 |--------------------------------------|-----------------------|------------------------------------------------------|
-| train.trainer_utils.create_ref_model | None for prefixmemory | reference = same weights, memory off: no second copy |
+| train.trainer_utils.create_ref_model | None for our methods | reference = same weights, adapter off: no copy |
 
 Patched in trainer_utils itself, before the dpo/kto/sft workflows bind ``create_ref_model`` by name.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 
-from . import PMT, mark_patched
+from . import OUR_TYPES, mark_patched
 
 
 def patch_trainer_utils(trainer_utils) -> None:
@@ -21,7 +21,7 @@ def patch_trainer_utils(trainer_utils) -> None:
 
     @functools.wraps(create_ref_model)
     def patched_create_ref_model(model_args, finetuning_args, add_valuehead: bool = False):
-        if finetuning_args.finetuning_type == PMT and finetuning_args.ref_model is None:
+        if finetuning_args.finetuning_type in OUR_TYPES and finetuning_args.ref_model is None:
             return None  # the trainers then call model.disable_adapter() for the reference pass
         return create_ref_model(model_args, finetuning_args, add_valuehead)
 
