@@ -1,0 +1,1 @@
+"""PEFT-level tests of the PrefixMemory method (no LLaMA-Factory)."""

@@ -1,0 +1,209 @@
+"""The test matrix and an independent implementation of eq. 7 that the adapter is checked against.
+
+Eq. 7 (arXiv 2506.13674), per query head h and token i of an adapted attention layer:
+
+    o_i[h] = softmax_attention(q_i[h], K[h], V[h]) + phi(q_i[h]) @ M[h]
+
+``eq7_hooks`` / ``eq7_logits`` compute it on a plain, unwrapped copy of the base model with two hooks per layer:
+a forward hook on the module whose output is q before rotary embedding (q_proj, or q_norm for Qwen3) captures q,
+and a forward pre-hook on o_proj adds ``einsum(phi(q), M)`` to o_proj's input. phi is written out here with plain
+torch ops. Nothing from ``prefixmemory`` is used to compute the reference.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+import torch
+from peft import get_peft_model
+
+import prefixmemory
+
+ARCHITECTURES = ("qwen2", "llama", "llama-gqa", "qwen3", "mistral")
+
+# (id, PrefixMemoryConfig kwargs). mlp without feature_dim uses head_dim; mlp-f16 checks feature_dim != head_dim.
+FEATURE_MAPS = (
+    ("elu", dict(feature_map="elu")),
+    ("gelu", dict(feature_map="gelu")),
+    ("relu", dict(feature_map="relu")),
+    ("mlp", dict(feature_map="mlp")),
+    ("mlp-f16", dict(feature_map="mlp", feature_dim=16)),
+)
+
+TEST_CASES = [
+    pytest.param(architecture, config_kwargs, id=f"{architecture}-{name}")
+    for architecture in ARCHITECTURES
+    for name, config_kwargs in FEATURE_MAPS
+]
+
+# Where q is read before rotary embedding, written down here from the transformers sources (not from the
+# project's architecture table): Qwen3 applies a per-head RMSNorm (q_norm) to q_proj's output first.
+QUERY_MODULE = {"qwen3": "q_norm"}
+
+_ADAPTER_PARAM = re.compile(r"\.layers\.(\d+)\..*prefixmemory_(memory|kernel)\.([^.]+)\.(weight|bias)$")
+
+
+@dataclass
+class LayerAdapter:
+    """The values of one adapter in one layer: M (H,F,D) and, for mlp, W (H,D,F) and b (H,1,F)."""
+
+    feature_map: str
+    memory: torch.Tensor
+    kernel_weight: torch.Tensor | None = None
+    kernel_bias: torch.Tensor | None = None
+
+
+def geometry(model) -> tuple[int, int, int]:
+    """(layers, query heads, head_dim) from the config; Qwen3's head_dim is not hidden_size / heads."""
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return config.num_hidden_layers, config.num_attention_heads, head_dim
+
+
+def random_adapter(model, feature_map: str, feature_dim: int | None = None, layers=None, seed: int = 1, scale=0.5):
+    """Random nonzero values for every adapted layer: {layer index: LayerAdapter}."""
+    num_layers, heads, head_dim = geometry(model)
+    features = feature_dim if feature_map == "mlp" and feature_dim else head_dim
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape, std):
+        return torch.randn(*shape, generator=generator) * std
+
+    values = {}
+    for index in range(num_layers) if layers is None else layers:
+        values[index] = LayerAdapter(feature_map, randn(heads, features, head_dim, std=scale))
+        if feature_map == "mlp":
+            values[index].kernel_weight = randn(heads, head_dim, features, std=1.0 / math.sqrt(head_dim))
+            values[index].kernel_bias = randn(heads, 1, features, std=0.1)
+    return values
+
+
+def layer_tensors(values: dict[int, LayerAdapter]) -> dict[tuple[int, str, str], torch.Tensor]:
+    """The test's adapter values keyed like ``adapter_params``: (layer, "memory" | "kernel", "weight" | "bias")."""
+    tensors = {}
+    for index, layer in values.items():
+        tensors[index, "memory", "weight"] = layer.memory
+        if layer.kernel_weight is not None:
+            tensors[index, "kernel", "weight"] = layer.kernel_weight
+            tensors[index, "kernel", "bias"] = layer.kernel_bias
+    return tensors
+
+
+def adapter_params(peft_model, adapter_name: str = "default") -> dict[tuple[int, str, str], torch.nn.Parameter]:
+    """The adapter's parameters, found by their (saved) names: ``...layers.{i}...prefixmemory_memory.{name}...``."""
+    params = {}
+    for name, param in peft_model.named_parameters():
+        match = _ADAPTER_PARAM.search(name)
+        if match is not None and match.group(3) == adapter_name:
+            params[int(match.group(1)), match.group(2), match.group(4)] = param
+    return params
+
+
+@torch.no_grad()
+def load_adapter_values(peft_model, values: dict[int, LayerAdapter], adapter_name: str = "default") -> None:
+    """Copy ``values`` into the adapter's parameters; fails unless they are exactly the adapter's parameters."""
+    params, tensors = adapter_params(peft_model, adapter_name), layer_tensors(values)
+    assert sorted(params) == sorted(tensors), f"adapter parameters {sorted(params)}, test values {sorted(tensors)}"
+    for key, param in params.items():
+        assert param.shape == tensors[key].shape, f"{key}: {tuple(param.shape)} != {tuple(tensors[key].shape)}"
+        param.copy_(tensors[key])
+
+
+def with_leaves(values: dict[int, LayerAdapter]) -> dict[int, LayerAdapter]:
+    """A copy of ``values`` whose tensors are fresh leaves that require grad (for reference gradients)."""
+
+    def leaf(tensor):
+        return None if tensor is None else tensor.detach().clone().requires_grad_(True)
+
+    return {
+        index: LayerAdapter(layer.feature_map, leaf(layer.memory), leaf(layer.kernel_weight), leaf(layer.kernel_bias))
+        for index, layer in values.items()
+    }
+
+
+def phi_reference(layer: LayerAdapter, q: torch.Tensor) -> torch.Tensor:
+    """phi written out with plain torch ops: (B,T,H,D) -> (B,T,H,F)."""
+    if layer.feature_map == "elu":
+        return torch.where(q > 0, q, torch.exp(q) - 1)
+    if layer.feature_map == "gelu":
+        return 0.5 * q * (1 + torch.erf(q / math.sqrt(2.0)))  # exact (erf) GELU, as torch's default
+    if layer.feature_map == "relu":
+        return torch.where(q > 0, q, torch.zeros_like(q))
+    if layer.feature_map == "mlp":  # Remark 1: ReLU(W_h q + b_h), one W_h per head
+        pre = torch.einsum("bthd,hdf->bthf", q, layer.kernel_weight) + layer.kernel_bias[:, 0]
+        return torch.where(pre > 0, pre, torch.zeros_like(pre))
+    raise AssertionError(layer.feature_map)
+
+
+@contextmanager
+def eq7_hooks(model, adapters: list[dict[int, LayerAdapter]]):
+    """Add ``sum over adapters of phi(q) @ M`` to o_proj's input of each adapted layer of the plain ``model``.
+
+    Yields a dict counting how many times each layer's term was added, so a test can check the hooks fired.
+    """
+    query_name = QUERY_MODULE.get(model.config.model_type, "q_proj")
+    _, heads, head_dim = geometry(model)
+    handles, captured, fired = [], {}, {}
+    for index in sorted(set().union(*adapters)):
+        attention = model.model.layers[index].self_attn
+
+        def capture(module, args, output, index=index):
+            captured[index] = output.reshape(*output.shape[:2], heads, head_dim)  # (B,T,H*D) -> (B,T,H,D)
+
+        def add_term(module, args, index=index):
+            q = captured.pop(index)
+            term = 0
+            for adapter in adapters:
+                if index in adapter:
+                    layer = adapter[index]
+                    term = term + torch.einsum("bthf,hfd->bthd", phi_reference(layer, q), layer.memory)
+            fired[index] = fired.get(index, 0) + 1
+            return (args[0] + term.reshape(args[0].shape).to(args[0].dtype), *args[1:])
+
+        handles.append(getattr(attention, query_name).register_forward_hook(capture))
+        handles.append(attention.o_proj.register_forward_pre_hook(add_term))
+    try:
+        yield fired
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def eq7_logits(reference_model, adapters: list[dict[int, LayerAdapter]], input_ids, **kwargs) -> torch.Tensor:
+    """Logits of eq. 7 computed on the plain ``reference_model`` (not wrapped, not modified)."""
+    with eq7_hooks(reference_model, adapters) as fired, torch.no_grad():
+        logits = reference_model(input_ids, **kwargs).logits
+    assert sorted(fired) == sorted(set().union(*adapters)), "a reference hook did not fire"
+    return logits
+
+
+def build_peft(base, config_kwargs: dict, adapter_name: str = "default"):
+    """``get_peft_model`` on ``base`` (modified in place) and a deep copy of the untouched base for references."""
+    reference = copy.deepcopy(base)
+    model = get_peft_model(base, prefixmemory.PrefixMemoryConfig(**config_kwargs), adapter_name=adapter_name)
+    return model.eval(), reference.eval()
+
+
+def build_adapted(base, config_kwargs: dict, **random_kwargs):
+    """``build_peft`` plus random nonzero adapter values: (peft model, plain base copy, {layer: LayerAdapter})."""
+    model, reference = build_peft(base, config_kwargs)
+    feature_dim = config_kwargs.get("feature_dim")
+    values = random_adapter(
+        reference, config_kwargs["feature_map"], feature_dim, config_kwargs.get("layers"), **random_kwargs
+    )
+    load_adapter_values(model, values)
+    return model, reference, values
+
+
+def logits(model, input_ids, **kwargs) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids, **kwargs).logits
+
+
+def adapter_param_names(model) -> list[str]:
+    return [name for name, _ in model.named_parameters() if _ADAPTER_PARAM.search(name)]
