@@ -1,11 +1,11 @@
 """Web UI (LLaMA Board).
 
-| LLaMA-Factory function                  | change                                                  | why                                                        |
-|-----------------------------------------|---------------------------------------------------------|------------------------------------------------------------|
-| webui.locales.LOCALES                   | + pmt_* labels (en, zh; other languages fall back to en) | change_lang looks labels up by element name and language   |
-| webui.control.can_quantize              | quantization locked to none for prefixmemory            | a 4/8-bit base is refused for prefixmemory (hparams patch) |
-| webui.components.train.create_train_tab | + PrefixMemory accordion, in the input set, after LoRA  | the buttons bind their input set inside create_train_tab   |
-| webui.runner.Runner._parse_train_args   | + pmt_* keys for prefixmemory; extra arguments win      | upstream passes method keys for freeze and lora only       |
+| LLaMA-Factory function | change | why |
+| --- | --- | --- |
+| webui.locales.LOCALES | + pmt_* labels: en, zh; other languages show en | change_lang looks labels up by name |
+| webui.control.can_quantize | quantization locked to none for prefixmemory | a 4/8-bit base is refused (hparams) |
+| webui.components.train.create_train_tab | + PrefixMemory accordion, in the input set | its buttons bind inside it |
+| webui.runner.Runner._parse_train_args | + pmt_* keys; extra args win | upstream: freeze/lora keys only |
 
 Nothing else needs bending: ``METHODS`` / ``PEFT_METHODS`` (constants patch) make checkpoints adapters in the
 Train, Evaluate, Chat and Export tabs; training and evaluation run ``llamafactory-cli train`` in a subprocess,
