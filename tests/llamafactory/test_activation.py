@@ -59,8 +59,8 @@ def test_patches_are_idempotent():
 
 def test_lmf_alias_lists_prefixmemory_and_pmt_keys():
     result = subprocess.run(["lmf", "train", "-h"], capture_output=True, text=True, env={**os.environ, **OFFLINE_ENV})
-    assert "--finetuning_type {lora,oft,freeze,full,prefixmemory}" in result.stdout
-    for key in ("--pmt_feature_map", "--pmt_layers", "--pmt_feature_dim"):
+    assert "--finetuning_type {lora,oft,freeze,full,prefixmemory,prefix}" in result.stdout
+    for key in ("--pmt_feature_map", "--pmt_layers", "--pmt_feature_dim", "--prefix_num_virtual_tokens"):
         assert key in result.stdout
 
 
