@@ -5,7 +5,7 @@ the in-distribution (IID) test set; for Banking77: the out-of-distribution (OOD)
 77 intents. Every file holds alpaca records (instruction, input, output) and is registered in dataset_info.json.
 
     prefixmemory-fewshot-data build                 # downloads with datasets.load_dataset, writes data/fewshot/
-    prefixmemory-fewshot-data score saves/<run>/predict_iid/generated_predictions.jsonl
+    prefixmemory-fewshot-data score saves/<run>/predict_bbh_date_test/generated_predictions.jsonl
 
 Choices the paper leaves open (data/README.md gives the reasons):
 - The rounds are disjoint draws, so ``dataset: X_round1,X_round2`` is the two-per-class set of Figure 5's
