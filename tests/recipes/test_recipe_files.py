@@ -7,8 +7,9 @@ import pytest
 from recipe_helpers import ARCHITECTURE, DATASET_INFO, RECIPES, REPO, SECTIONS, config, sections
 
 PMT_RECIPES = [path for path in RECIPES if path.name.endswith("_pmt.yaml")]
+PREFIX_RECIPES = [path for path in RECIPES if path.name.endswith("_prefix.yaml")]
 PAPER_RECIPES = [path for path in RECIPES if not path.name.startswith("demo_")]
-METHOD_KEYS = re.compile(r"^(finetuning_type|pmt_.*|lora_.*)$")
+METHOD_KEYS = re.compile(r"^(finetuning_type|pmt_.*|lora_.*|prefix_.*|disable_gradient_checkpointing)$")
 DEEPSPEED = REPO / "recipes" / "deepspeed"
 
 
@@ -16,18 +17,41 @@ def ids(paths):
     return [path.name for path in paths]
 
 
-def twin(path):
-    return path.with_name(path.name.replace("_pmt.yaml", "_lora.yaml"))
+def twin(path, method="lora"):
+    return path.with_name(path.name.replace("_pmt.yaml", f"_{method}.yaml"))
 
 
 def test_every_recipe_has_a_twin():
     names = {path.name for path in RECIPES}
     assert names, "no recipes found"
     for name in names:
-        assert name.endswith(("_pmt.yaml", "_lora.yaml")), name
+        assert name.endswith(("_pmt.yaml", "_lora.yaml", "_prefix.yaml")), name
         stem, method = name.removesuffix(".yaml").rsplit("_", 1)
-        other = f"{stem}_{'lora' if method == 'pmt' else 'pmt'}.yaml"
-        assert other in names, f"{name} has no twin {other}"
+        others = [f"{stem}_lora.yaml"] if method == "pmt" else [f"{stem}_pmt.yaml"]
+        assert all(other in names for other in others), f"{name} has no twin {others}"
+
+
+def test_fewshot_recipes_have_prefix_tuning_twins():
+    """Table 1 has a Prefix column (32 virtual tokens): each few-shot PMT recipe has its PT twin."""
+    fewshot = [path for path in PMT_RECIPES if "_fewshot_" in path.name]
+    assert fewshot and sorted(twin(path, "prefix") for path in fewshot) == PREFIX_RECIPES
+
+
+@pytest.mark.parametrize("path", PREFIX_RECIPES, ids=ids(PREFIX_RECIPES))
+def test_prefix_twins_differ_only_in_the_method_block(path):
+    _, prefix = sections(path)
+    _, pmt = sections(path.with_name(path.name.replace("_prefix.yaml", "_pmt.yaml")))
+    for name in SECTIONS:
+        ours, theirs = dict(prefix[name]), dict(pmt[name])
+        if name == "output":
+            assert ours.pop("output_dir").replace("/prefix/", "/prefixmemory/") == theirs.pop("output_dir")
+        if name != "method":
+            assert ours == theirs, f"### {name} differs"
+    assert {key: value for key, value in prefix["method"].items() if METHOD_KEYS.match(key)} == {
+        "finetuning_type": "prefix",
+        "prefix_num_virtual_tokens": 32,
+        "disable_gradient_checkpointing": True,
+    }
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=ids(RECIPES))

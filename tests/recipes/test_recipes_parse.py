@@ -38,7 +38,9 @@ def test_recipe_parses(path, parsed):
     args = parsed[str(path.relative_to(REPO))]
     assert "error" not in args, args.get("error")
     recipe = config(path)
-    method = "prefixmemory" if path.name.endswith("_pmt.yaml") else "lora"
+    method = {"pmt": "prefixmemory", "lora": "lora", "prefix": "prefix"}[
+        path.name.removesuffix(".yaml").rsplit("_", 1)[1]
+    ]
     assert (args["finetuning_type"], args["stage"], args["dataset"]) == (method, recipe["stage"], [recipe["dataset"]])
     assert args["deepspeed"] == recipe.get("deepspeed")
     assert args["zero3"] == ("ds_z3" in str(recipe.get("deepspeed")))

@@ -45,6 +45,7 @@ def test_recipe_runs_in_miniature(path, tiny_models, tmp_path):
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
 
     adapter = json.loads((out / "adapter_config.json").read_text())
-    assert adapter["peft_type"] == ("PREFIXMEMORY" if path.name.endswith("_pmt.yaml") else "LORA")
+    method = path.name.removesuffix(".yaml").rsplit("_", 1)[1]
+    assert adapter["peft_type"] == {"pmt": "PREFIXMEMORY", "lora": "LORA", "prefix": "PREFIX_TUNING"}[method]
     assert (out / "adapter_model.safetensors").stat().st_size > 0
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
