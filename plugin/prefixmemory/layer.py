@@ -101,21 +101,26 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
         return q
 
     def memory_term(self, q: torch.Tensor) -> torch.Tensor | None:
-        """phi(q) @ M summed over the active adapters, flattened like the o_proj input: (..., heads * head_dim)."""
+        """phi(q) @ M summed over the active adapters, per token and head: (tokens, heads, head_dim).
+
+        Computed heads first, one batched matmul per adapter, and returned as a transposed view of that result:
+        the o_proj wrapper adds it to its input in one strided add, with no transpose copy forward or backward.
+        """
         memories, kernels = self._memory_source()
         active = [name for name in self.active_adapters if name in memories]
         if not active:
             return None
-        lead_shape = q.shape[:-2] if self.query_is_split else q.shape[:-1]
         heads_first = q.reshape(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (N,H,D) -> (H,N,D)
         term = None
         for name in active:
             memory = memories[name]
             q_in = self._in_memory_dtype(heads_first, memory.weight)
-            features = kernels[name](q_in) if name in kernels else ELEMENTWISE_FEATURE_MAPS[self.feature_map[name]](q_in)
+            features = (
+                kernels[name](q_in) if name in kernels else ELEMENTWISE_FEATURE_MAPS[self.feature_map[name]](q_in)
+            )
             adapter_term = memory(features)  # phi: (H,N,D) -> (H,N,F); then (H,N,F) @ (H,F,D) -> (H,N,D)
             term = adapter_term if term is None else term + adapter_term
-        return term.transpose(0, 1).reshape(*lead_shape, self.num_heads * self.head_dim).to(q.dtype)
+        return term.to(q.dtype).transpose(0, 1)  # (H,N,D) -> (N,H,D), a view
 
     def _memory_source(self) -> tuple[nn.ModuleDict, nn.ModuleDict]:
         if self.use_reference:
@@ -151,5 +156,7 @@ class MemoryInjector(nn.Module):
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         term = self.slot.take()
         if term is not None:
-            x = x + term  # (B,T,H*D): per-head attention output + phi(q) @ M
+            # Per-head attention output + phi(q) @ M, (N,H,D) + (N,H,D): the term's strides are heads first, the
+            # add reads it as it lies and writes x's layout, so o_proj still gets a contiguous (..., H*D) input.
+            x = (x.reshape(term.shape) + term).reshape(x.shape)
         return self.base_layer(x, *args, **kwargs)
