@@ -7,7 +7,7 @@ Both sides see the same global batch of 2 and the same seed (see conftest.py). T
   measured: at most 6e-7 on losses, 2.3e-6 on grad norms (ZeRO-3 offload), over 6 steps. A real fault moves these
   by percents: another row in a step, a missing or doubled all-reduce (the grad norm halves or doubles; Adam hides
   the scale in M but not in the norm).
-- saved memories: absolute 1e-5 for entries of size ~0.1 (measured: at most 5e-7). Adam with lr 2e-2 moves each
+- saved memories: absolute 1e-5 for entries of size ~0.1 (measured: at most 5.5e-7). Adam with lr 2e-2 moves each
   entry by up to 2e-2 a step, so a single wrong update is three orders of magnitude above the tolerance.
 """
 
