@@ -62,3 +62,26 @@ def tiny_model():
         return build_model(architecture, seed=seed, **overrides).eval()
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(tmp_path_factory):
+    """A tiny Qwen2 model folder (random weights, local tokenizer) that llamafactory-cli loads."""
+    from prefixmemory.tiny import save_tiny
+
+    return save_tiny(tmp_path_factory.mktemp("models") / "tiny-qwen2", "qwen2")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    from prefixmemory.tiny import save_tiny
+
+    return save_tiny(tmp_path_factory.mktemp("models") / "tiny-llama", "llama-gqa")
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory):
+    """A dataset_dir with the toy sft, pref, kto and pt sets (tests/toydata.py)."""
+    from toydata import write_toy_data
+
+    return write_toy_data(tmp_path_factory.mktemp("data"))

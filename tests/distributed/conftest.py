@@ -8,51 +8,15 @@ turn, so step s sees the same two rows in both runs (checked: the losses agree t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from distrun import DEEPSPEED, GLOBAL_BATCH, SAVE_EVERY, STEPS, single_train, torchrun_train
 
-from prefixmemory.tiny import save_tiny
-
 STAGES = {
     "sft": dict(stage="sft", dataset="toy_sft"),
     "dpo": dict(stage="dpo", dataset="toy_pref", pref_beta=0.1, pref_loss="sigmoid"),
 }
-
-
-def _toy_sets() -> dict[str, tuple[dict, list]]:
-    numbers = range(32)
-    sft = [
-        {"instruction": f"Count to {i % 5 + 1}.", "input": "", "output": " ".join(map(str, range(1, i % 5 + 2)))}
-        for i in numbers
-    ]
-    pref = [
-        {"instruction": f"Say yes {i}.", "input": "", "chosen": "yes yes yes", "rejected": f"no {i} no"}
-        for i in numbers
-    ]
-    columns = {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}
-    return {
-        "toy_sft": ({"file_name": "toy_sft.json"}, sft),
-        "toy_pref": ({"file_name": "toy_pref.json", "ranking": True, "columns": columns}, pref),
-    }
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen2(tmp_path_factory) -> Path:
-    return save_tiny(tmp_path_factory.mktemp("models") / "tiny-qwen2", "qwen2")
-
-
-@pytest.fixture(scope="session")
-def toy_data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("data")
-    info = {}
-    for name, (entry, rows) in _toy_sets().items():
-        (folder / entry["file_name"]).write_text(json.dumps(rows))
-        info[name] = entry
-    (folder / "dataset_info.json").write_text(json.dumps(info, indent=2))
-    return folder
 
 
 class Runs:

@@ -8,78 +8,12 @@ relative to the working directory, so every UI here runs in a temporary one.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from prefixmemory.tiny import save_tiny
-
 UI_ENV = {"DISABLE_VERSION_CHECK": "1", "WANDB_DISABLED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
 MODEL_NAME = "Custom"  # what a person picks in "Model name" to type a local path
-
-
-def toy_sets() -> dict[str, tuple[dict, list]]:
-    """name -> (dataset_info entry, rows); repetitive, so a few steps visibly lower the loss."""
-    sft = [
-        {"instruction": f"Count to {i % 5 + 1}.", "input": "", "output": " ".join(map(str, range(1, i % 5 + 2)))}
-        for i in range(48)
-    ]
-    pref = [
-        {"instruction": f"Say yes {i}.", "input": "", "chosen": "yes yes yes", "rejected": f"no {i} no"}
-        for i in range(48)
-    ]
-    kto = [
-        {
-            "messages": [
-                {"role": "user", "content": f"Say yes {i}."},
-                {"role": "assistant", "content": "yes yes yes" if i % 2 else f"no {i} no"},
-            ],
-            "label": bool(i % 2),
-        }
-        for i in range(48)
-    ]
-    tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
-    return {
-        "toy_sft": ({"file_name": "toy_sft.json"}, sft),
-        "toy_pref": (
-            {
-                "file_name": "toy_pref.json",
-                "ranking": True,
-                "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"},
-            },
-            pref,
-        ),
-        "toy_kto": (
-            {
-                "file_name": "toy_kto.json",
-                "formatting": "sharegpt",
-                "columns": {"messages": "messages", "kto_tag": "label"},
-                "tags": tags,
-            },
-            kto,
-        ),
-    }
-
-
-def write_toy_data(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    info = {}
-    for name, (entry, rows) in toy_sets().items():
-        (folder / entry["file_name"]).write_text(json.dumps(rows))
-        info[name] = entry
-    (folder / "dataset_info.json").write_text(json.dumps(info, indent=2))
-    return folder
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen2(tmp_path_factory) -> Path:
-    return save_tiny(tmp_path_factory.mktemp("models") / "tiny-qwen2", "qwen2")
-
-
-@pytest.fixture(scope="session")
-def toy_data(tmp_path_factory) -> Path:
-    return write_toy_data(tmp_path_factory.mktemp("data"))
 
 
 class UI:

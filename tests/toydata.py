@@ -1,0 +1,55 @@
+"""Toy data sets shared by the end-to-end tests, and the tiny models they train."""
+
+import json
+from pathlib import Path
+
+
+def toy_sets() -> dict[str, tuple[dict, list]]:
+    """name -> (dataset_info entry, rows). Repetitive on purpose, so a few steps visibly lower every loss."""
+    numbers = range(48)
+    sft = [
+        {"instruction": f"Count to {i % 5 + 1}.", "input": "", "output": " ".join(map(str, range(1, i % 5 + 2)))}
+        for i in numbers
+    ]
+    pref = [
+        {"instruction": f"Say yes {i}.", "input": "", "chosen": "yes yes yes", "rejected": f"no {i} no"}
+        for i in numbers
+    ]
+    kto = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Say yes {i}."},
+                {"role": "assistant", "content": "yes yes yes" if i % 2 else f"no {i} no"},
+            ],
+            "label": bool(i % 2),
+        }
+        for i in numbers
+    ]
+    pt = [{"text": "the sea is wide, the sea is deep. " * 4} for _ in numbers]
+    tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+    pref_columns = {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}
+    return {
+        "toy_sft": ({"file_name": "toy_sft.json"}, sft),
+        "toy_pref": ({"file_name": "toy_pref.json", "ranking": True, "columns": pref_columns}, pref),
+        "toy_kto": (
+            {
+                "file_name": "toy_kto.json",
+                "formatting": "sharegpt",
+                "columns": {"messages": "messages", "kto_tag": "label"},
+                "tags": tags,
+            },
+            kto,
+        ),
+        "toy_pt": ({"file_name": "toy_pt.json", "columns": {"prompt": "text"}}, pt),
+    }
+
+
+def write_toy_data(folder: Path) -> Path:
+    """Write every toy set and its dataset_info.json into ``folder`` (a LLaMA-Factory dataset_dir)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    info = {}
+    for name, (entry, rows) in toy_sets().items():
+        (folder / entry["file_name"]).write_text(json.dumps(rows))
+        info[name] = entry
+    (folder / "dataset_info.json").write_text(json.dumps(info, indent=2))
+    return folder
