@@ -8,10 +8,11 @@ after ``--warmup`` untimed ones:
 - ``peak_mem_bytes``: what training the method costs, from just before its model is built to the end of two
   training steps: weights, adapter, gradients, AdamW state, activations. CUDA: ``max_memory_allocated`` minus
   ``memory_allocated`` before the build. CPU: the kernel's peak resident set (VmHWM, reset by writing 5 to
-  /proc/self/clear_refs) minus VmRSS before the build, taken after ``gc.collect`` and glibc's ``malloc_trim``, so
-  heap pages freed by earlier methods are returned to the kernel and counted again when reused; where clear_refs
-  is not writable, a thread sampling VmRSS every millisecond. A throw-away warm-up model runs first, so one-off
-  costs (thread pools, kernel caches, cuBLAS workspaces) are not charged to the first method measured.
+  /proc/self/clear_refs) minus VmRSS before the build, taken after ``gc.collect`` and glibc's ``malloc_trim``; in
+  that window glibc maps every block of 64 KiB or more on its own and unmaps it when freed, so the resident set
+  follows the live tensors, not a fragmented heap (see PeakMemory); where clear_refs is not writable, a thread
+  samples VmRSS every millisecond. A throw-away warm-up model runs first, so one-off costs (thread pools, kernel
+  caches, cuBLAS workspaces) are not charged to the first method measured.
 - ``prefill_tokens_per_s``: one no-grad forward over the batch that fills the KV cache, logits of the last
   position only (as ``generate`` does).
 - ``decode_tokens_per_s``: ``--decode-tokens`` greedy steps with the KV cache after that prefill. The steps call the
@@ -203,21 +204,27 @@ def _release(device: torch.device) -> None:
             pass
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt options
+_HEAP_BLOCK_MAX = 32 * 2**20  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
+_EXACT_RSS_BLOCK = 64 * 2**10
+
+
+def _mallopt(option: int, value: int) -> bool:
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(option, value))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 def _cache_cpu_heap() -> bool:
     """Make glibc keep freed heap memory for reuse (blocks up to 32 MiB), as CUDA's caching allocator does on GPU.
 
     PyTorch's CPU allocator caches nothing, and glibc's defaults give large freed blocks back to the kernel, so fresh
     activations are page-faulted in again and again. On the 2-core VM this was written on a page fault cost about
     6 us, and an out-of-place op on 2 MiB took 0.7 ms instead of 0.05: the timings measured the kernel, not the
-    method. Blocks over 32 MiB (glibc's ceiling for M_MMAP_THRESHOLD) are still mapped afresh. PeakMemory trims
-    explicitly before each baseline, so the memory figure is unaffected. Returns whether glibc took the settings.
+    method. Blocks over 32 MiB are still mapped afresh. Returns whether glibc took the settings.
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_trim_threshold, 2**31 - 1)) and bool(libc.mallopt(m_mmap_threshold, 32 * 2**20))
+    return _mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) and _mallopt(_M_MMAP_THRESHOLD, _HEAP_BLOCK_MAX)
 
 
 def _proc_status_kib(key: str) -> int:
@@ -229,10 +236,16 @@ def _proc_status_kib(key: str) -> int:
 
 
 class PeakMemory:
-    """``with PeakMemory(device) as peak:`` ... ``peak.bytes``: peak memory in the block over that at its start."""
+    """``with PeakMemory(device) as peak:`` ... ``peak.bytes``: peak memory in the block over that at its start.
 
-    def __init__(self, device: torch.device):
+    ``exact_rss`` (CPU, glibc, with _cache_cpu_heap in force): inside the block every allocation of 64 KiB or more
+    is mapped on its own and unmapped when freed, so the resident set follows the live tensors instead of what a
+    fragmented heap happens to hold (repeats then agree to 0.1 MiB instead of +-40 MiB at cpu-small).
+    """
+
+    def __init__(self, device: torch.device, exact_rss: bool = False):
         self.device = device
+        self.exact_rss = exact_rss and device.type == "cpu"
         self.bytes: int | None = None
         self.how = ""
         self._sampler: threading.Thread | None = None
@@ -246,11 +259,13 @@ class PeakMemory:
             self._start = torch.cuda.memory_allocated(self.device)
             self.how = "cuda max_memory_allocated delta"
             return self
+        if self.exact_rss and not _mallopt(_M_MMAP_THRESHOLD, _EXACT_RSS_BLOCK):
+            self.exact_rss = False
         self._start = _proc_status_kib("VmRSS")
         try:
             with open("/proc/self/clear_refs", "w") as clear_refs:
                 clear_refs.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-            self.how = "cpu VmHWM delta (clear_refs)"
+            self.how = "cpu VmHWM delta (clear_refs)" + (", 64 KiB blocks mapped alone" if self.exact_rss else "")
         except OSError:
             self.how = "cpu VmRSS sampled every 1 ms, delta"
             self._sampler = threading.Thread(target=self._sample, daemon=True)
@@ -271,6 +286,8 @@ class PeakMemory:
             self._stop.set()
             self._sampler.join()
             self.bytes = (max(self._sampled_kib, _proc_status_kib("VmRSS")) - self._start) * 1024
+        if self.exact_rss:
+            _mallopt(_M_MMAP_THRESHOLD, _HEAP_BLOCK_MAX)
 
 
 # ---------------------------------------------------------------------------------------------------- methods
@@ -288,6 +305,7 @@ class Spec:
     decode_tokens: int
     seed: int = 0
     clock: str = "wall"
+    cpu_heap: str | None = None  # "cached" once _cache_cpu_heap is in force
 
 
 def build_base_model(spec: Spec):
@@ -356,7 +374,7 @@ class Runner:
         self.model = self.optimizer = None
         if method == "base":
             self.unavailable.update(train_step_s="inference only", peak_mem_bytes="inference only")
-        with PeakMemory(spec.device) as peak:
+        with PeakMemory(spec.device, exact_rss=spec.cpu_heap == "cached") as peak:
             self._build()
             for _ in range(MEMORY_STEPS):
                 self.sample("train")
@@ -737,6 +755,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         decode_tokens=args.decode_tokens or preset.decode_tokens,
         seed=args.seed,
         clock=args.clock,
+        cpu_heap=cpu_heap,
     )
     warmup = preset.warmup if args.warmup is None else args.warmup
     repeats = args.repeats or preset.repeats
