@@ -106,6 +106,7 @@ def page(webui):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1200})
         page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)  # assertions wait as long as actions on a loaded CI machine
         page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort())
         page.goto(url, wait_until="domcontentloaded")
         page.get_by_text("Finetuning method").first.wait_for(timeout=120_000)  # labels arrive with the page load
@@ -179,7 +180,7 @@ def test_a_person_trains_and_chats_with_prefixmemory(page, webui, tiny_qwen2, to
 
     page.get_by_role("button", name="Preview command").click()
     command = page.locator("code").filter(has_text="llamafactory-cli train")
-    expect(command).to_contain_text("--pmt_feature_map mlp")
+    expect(command).to_contain_text("--pmt_feature_map mlp", timeout=60_000)  # a loaded machine renders slowly
     for key in ("--finetuning_type prefixmemory", "--pmt_layers 0-1", "--pmt_feature_dim 16"):
         expect(command).to_contain_text(key)
 
