@@ -99,7 +99,7 @@ def _wait_until_serving(url: str, server: subprocess.Popen, log: Path, timeout: 
 
 @pytest.fixture(scope="module")
 def page(webui):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     url, _ = webui
     with sync_playwright() as playwright:
