@@ -53,3 +53,32 @@ def write_toy_data(folder: Path) -> Path:
         info[name] = entry
     (folder / "dataset_info.json").write_text(json.dumps(info, indent=2))
     return folder
+
+
+def toy_train_config(model, data, output_dir, **overrides) -> dict:
+    """A short PMT sft run of ``model`` on the toy sets: the settings every end-to-end suite shares."""
+    config = {
+        "model_name_or_path": str(model),
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "prefixmemory",
+        "dataset": "toy_sft",
+        "dataset_dir": str(data),
+        "template": "qwen",
+        "cutoff_len": 64,
+        "output_dir": str(output_dir),
+        "overwrite_output_dir": True,
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 2.0e-2,
+        "lr_scheduler_type": "constant",
+        "max_steps": 30,
+        "logging_steps": 1,
+        "save_steps": 1000,
+        "report_to": "none",
+        "seed": 7,
+        "preprocessing_num_workers": 1,
+        "dataloader_num_workers": 0,
+    }
+    config.update(overrides)
+    return config

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from distrun import DEEPSPEED, GLOBAL_BATCH, SAVE_EVERY, STEPS, single_train, torchrun_train
+from toydata import toy_train_config
 
 STAGES = {
     "sft": dict(stage="sft", dataset="toy_sft"),
@@ -27,30 +28,15 @@ class Runs:
         self._done: dict[str, Path] = {}
 
     def config(self, name: str, stage: str = "sft", world_size: int = 2, **overrides) -> dict:
-        config = {
-            "model_name_or_path": str(self.model),
-            "do_train": True,
-            "finetuning_type": "prefixmemory",
-            "dataset_dir": str(self.data),
-            "template": "qwen",
-            "cutoff_len": 64,
-            "output_dir": str(self.root / name),
-            "overwrite_output_dir": True,
-            "per_device_train_batch_size": GLOBAL_BATCH // world_size,
-            "gradient_accumulation_steps": 1,
-            "learning_rate": 2.0e-2,
-            "lr_scheduler_type": "constant",
-            "max_steps": STEPS,
-            "logging_steps": 1,
-            "save_steps": SAVE_EVERY,
-            "report_to": "none",
-            "seed": 7,
-            "preprocessing_num_workers": 1,
-            "dataloader_num_workers": 0,
-            **STAGES[stage],
-        }
-        config.update(overrides)
-        return config
+        return toy_train_config(
+            self.model,
+            self.data,
+            self.root / name,
+            per_device_train_batch_size=GLOBAL_BATCH // world_size,
+            max_steps=STEPS,
+            save_steps=SAVE_EVERY,
+            **{**STAGES[stage], **overrides},
+        )
 
     def single(self, stage: str = "sft", variant: str = "", **overrides) -> Path:
         """One process, per-device batch 2: the reference every distributed run is compared with."""
