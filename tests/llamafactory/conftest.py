@@ -9,6 +9,7 @@ def train_config(tiny_qwen2, toy_data, tmp_path):
     """A factory of PMT training configs on the toy data; keyword arguments override any key."""
 
     def make(**overrides) -> dict:
-        return toy_train_config(tiny_qwen2, toy_data, tmp_path / "out", **overrides)
+        output_dir = overrides.pop("output_dir", tmp_path / "out")
+        return toy_train_config(tiny_qwen2, toy_data, output_dir, **overrides)
 
     return make

@@ -137,8 +137,17 @@ def set_number(page, label: str, value) -> None:
 
 
 def close_toasts(page) -> None:
-    for button in page.locator("[data-testid=toast-close]").filter(visible=True).all():
-        button.click()
+    """Close the visible toasts one at a time: a closed toast leaves, so the next one is always the first."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    buttons = page.locator("[data-testid=toast-close]").filter(visible=True)
+    for _ in range(20):
+        if buttons.count() == 0:
+            break
+        try:
+            buttons.first.click(timeout=5_000)
+        except PlaywrightTimeout:  # it faded out on its own between count() and click()
+            pass
     page.wait_for_timeout(1000)  # their fade-out
 
 
