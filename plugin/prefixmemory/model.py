@@ -37,9 +37,7 @@ class PrefixMemoryModel(BaseTuner):
         num_layers = model_config.get("num_hidden_layers")
         out_of_range = [i for i in peft_config.layers or () if num_layers is not None and i >= num_layers]
         if out_of_range:
-            raise ValueError(
-                f"`layers` {out_of_range} out of range: the model has {num_layers} decoder layers."
-            )
+            raise ValueError(f"`layers` {out_of_range} out of range: the model has {num_layers} decoder layers.")
         return peft_config
 
     def _prepare_model(self, peft_config: PrefixMemoryConfig, model: nn.Module) -> None:
