@@ -36,7 +36,8 @@ for reuse unless ``--cpu-heap default`` (see _cache_cpu_heap).
 
 Usage: ``prefixmemory-bench --preset cpu-small --json out.json --plot out.png`` (4 minutes of CPU time on one
 thread); ``--preset qwen2.5-0.5b|qwen2.5-3b|llama2-7b`` on a GPU; ``--model PATH`` for a checkpoint (the preset
-then gives the batch shape); ``--methods pmt-elu,lora-r32,floor`` for a subset.
+then gives the batch shape); ``--methods pmt-elu,lora-r32,floor`` for a subset; ``--profile FILE`` for
+torch.profiler tables of each method's training step, prefill and decode.
 """
 
 from __future__ import annotations
@@ -427,20 +428,54 @@ class Runner:
 
     @torch.inference_mode()
     def _infer(self) -> tuple[float, float]:
-        self.model.eval()
         device, clock = self.spec.device, CLOCKS[self.spec.clock]
         _sync(device)
         start = clock()
-        out = self.model(input_ids=self.input_ids, use_cache=True, logits_to_keep=1)
-        token = out.logits[:, -1].argmax(-1, keepdim=True)
+        prefilled = self._prefill()
         _sync(device)
-        prefilled = clock()
-        cache = out.past_key_values
+        decode_start = clock()
+        self._decode(prefilled)
+        _sync(device)
+        return decode_start - start, clock() - decode_start
+
+    def _prefill(self):
+        """The forward that fills the KV cache; returns its output (the cache and the last position's logits)."""
+        self.model.eval()
+        return self.model(input_ids=self.input_ids, use_cache=True, logits_to_keep=1)
+
+    def _decode(self, out) -> None:
+        """``decode_tokens`` greedy steps from ``_prefill``'s output."""
+        cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
         for _ in range(self.spec.decode_tokens):
             out = self.step_model(input_ids=token, past_key_values=cache, use_cache=True)
             cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
-        _sync(device)
-        return prefilled - start, clock() - prefilled
+
+    def profile(self) -> str:
+        """torch.profiler tables of one training step, one prefill and one decode run, untimed, outside the samples.
+
+        Per-operator totals, per-call averages and call counts show where a method's time goes beside another's.
+        """
+        from torch.profiler import ProfilerActivity, profile
+
+        cuda = self.spec.device.type == "cuda"
+        activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+        sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        phases = ("train step", "prefill", "decode") if self.optimizer is not None else ("prefill", "decode")
+        sections = []
+        for phase in phases:
+            with torch.inference_mode(phase != "train step"):
+                prefilled = self._prefill() if phase == "decode" else None
+                with profile(activities=activities) as profiler:
+                    if phase == "train step":
+                        self._train_step()
+                    elif phase == "prefill":
+                        self._prefill()
+                    else:
+                        self._decode(prefilled)
+                    _sync(self.spec.device)
+            table = profiler.key_averages().table(sort_by=sort_by, row_limit=-1)  # every operator
+            sections.append(f"## {self.method}: {phase}\n\n{table}")
+        return "\n".join(sections)
 
     def result(self) -> dict:
         """The figures (medians), their noise (relative IQR of the samples) and what is not available."""
@@ -517,23 +552,25 @@ def _checkpoint_vocab(path: str) -> int:
     return AutoConfig.from_pretrained(path).vocab_size
 
 
-def run(spec: Spec, methods: list[str], warmup: int, repeats: int, schedule: str) -> list[dict]:
-    """Measure ``methods``; interleaved keeps every model alive, sequential builds, times and frees one at a time."""
+def run(
+    spec: Spec, methods: list[str], warmup: int, repeats: int, schedule: str, profiles: list[str] | None = None
+) -> list[dict]:
+    """Measure ``methods``; interleaved keeps every model alive, sequential builds, times and frees one at a time.
+
+    With ``profiles`` (a list), each method's profiler tables are appended to it after its samples are taken.
+    """
     _warm_process(spec)
     input_ids = _input_ids(spec)
-    if schedule == "interleaved":
-        runners = [Runner(method, spec, input_ids) for method in methods]
-        _time(runners, warmup, repeats)
-        results = [runner.result() for runner in runners]
-        for runner in runners:
-            runner.close()
-        return results
+    batches = [methods] if schedule == "interleaved" else [[method] for method in methods]
     results = []
-    for method in methods:
-        runner = Runner(method, spec, input_ids)
-        _time([runner], warmup, repeats)
-        results.append(runner.result())
-        runner.close()
+    for batch in batches:
+        runners = [Runner(method, spec, input_ids) for method in batch]
+        _time(runners, warmup, repeats)
+        for runner in runners:
+            results.append(runner.result())
+            if profiles is not None and runner.model is not None:
+                profiles.append(runner.profile())
+            runner.close()
     return results
 
 
@@ -723,6 +760,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the report to this JSON file")
     parser.add_argument("--plot", help="write bars of the ratios to this PNG file (needs matplotlib)")
+    parser.add_argument(
+        "--profile",
+        help="after the timed samples, write torch.profiler tables of each method's training step, prefill and "
+        "decode to this text file",
+    )
     args = parser.parse_args(argv)
     args.methods = [method.strip() for method in args.methods.split(",") if method.strip()]
     unknown = [method for method in args.methods if method not in METHODS]
@@ -761,7 +803,8 @@ def benchmark(args: argparse.Namespace) -> dict:
     repeats = args.repeats or preset.repeats
     schedule = args.schedule or ("sequential" if device.type == "cuda" else "interleaved")
     load_start, started = os.getloadavg(), time.perf_counter()
-    results = run(spec, args.methods, warmup, repeats, schedule)
+    profiles = [] if args.profile else None
+    results = run(spec, args.methods, warmup, repeats, schedule, profiles)
     report = {
         "preset": args.preset if not args.model else f"{args.preset} shape, model {args.model}",
         "device": str(device),
@@ -791,6 +834,9 @@ def benchmark(args: argparse.Namespace) -> dict:
             json.dump(report, file, indent=2)
     if args.plot:
         plot(report, args.plot)
+    if args.profile:
+        with open(args.profile, "w") as file:
+            file.write("\n\n".join(profiles) + "\n")
     return report
 
 

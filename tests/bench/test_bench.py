@@ -110,3 +110,22 @@ def test_runs_as_a_module():
         timeout=600,
     )
     assert "| pmt-elu |" in out.stdout
+
+
+def test_profile_tables_show_each_methods_own_operators(tmp_path, capsys):
+    path = tmp_path / "profile.txt"
+    bench.main([*ARGS, "--repeats", "1", "--methods", "base,pmt-elu", "--profile", str(path)])
+    sections = dict(
+        section.split("\n", 1) for section in path.read_text().split("## ")[1:]
+    )  # "<method>: <phase>" -> table
+    assert list(sections) == [
+        "base: prefill",
+        "base: decode",
+        "pmt-elu: train step",
+        "pmt-elu: prefill",
+        "pmt-elu: decode",
+    ]
+    # phi = elu runs in every PMT phase, and never in the base model's.
+    assert all("aten::elu" in table for name, table in sections.items() if name.startswith("pmt-elu"))
+    assert not any("aten::elu" in table for name, table in sections.items() if name.startswith("base"))
+    assert "_ELUBackward" in sections["pmt-elu: train step"] and "AdamW.step" in sections["pmt-elu: train step"]
