@@ -105,14 +105,14 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
 
         Computed heads first, one batched matmul per adapter, and returned as a transposed view of that result:
         the o_proj wrapper adds it to its input in one strided add, with no transpose copy forward or backward.
+        None when no active adapter has a memory here (``layers`` left this layer out for that adapter).
         """
         memories, kernels = self._memory_source()
-        active = [name for name in self.active_adapters if name in memories]
-        if not active:
-            return None
         heads_first = q.reshape(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (N,H,D) -> (H,N,D)
         term = None
-        for name in active:
+        for name in self.active_adapters:
+            if name not in memories:
+                continue
             memory = memories[name]
             q_in = self._in_memory_dtype(heads_first, memory.weight)
             features = (
@@ -120,7 +120,11 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
             )
             adapter_term = memory(features)  # phi: (H,N,D) -> (H,N,F); then (H,N,F) @ (H,F,D) -> (H,N,D)
             term = adapter_term if term is None else term + adapter_term
-        return term.to(q.dtype).transpose(0, 1)  # (H,N,D) -> (N,H,D), a view
+        if term is None:
+            return None
+        if term.dtype != q.dtype:
+            term = term.to(q.dtype)
+        return term.transpose(0, 1)  # (H,N,D) -> (N,H,D), a view
 
     def _memory_source(self) -> tuple[nn.ModuleDict, nn.ModuleDict]:
         if self.use_reference:
@@ -140,7 +144,8 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
     @staticmethod
     def _in_memory_dtype(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         # Under autocast the matmul picks its own dtype; otherwise compute in the memory's (fp32) precision.
-        if torch.is_autocast_enabled(q.device.type):
+        # Checked in Python first: at decode, every dispatched no-op costs as much as the term's arithmetic.
+        if q.dtype == weight.dtype or torch.is_autocast_enabled(q.device.type):
             return q
         return q.to(weight.dtype)
 
