@@ -58,12 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     spectrum.add_argument("--normalize", default="none", choices=["none", "trace", "scale"],
                           help="none: raw variances (default); trace: share of variance; scale: bias divided by its "
                           "RMS")  # fmt: skip
-    spectrum.add_argument(
-        "--max-length",
-        type=int,
-        default=256,
-        help="tokens per text; a longer one keeps its last tokens (default: 256)",
-    )
 
     cka = commands.add_parser(
         "cka", help="linear CKA of base vs tuned hidden states: appendix B.3, Tables 9-10",
@@ -76,12 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     cka.add_argument("--pool", default="last", choices=["last", "mean", "tokens"],
                      help="one sample per text: its last token (REEF's protocol, default) or the mean of its "
                      "tokens; or one sample per token")  # fmt: skip
-    cka.add_argument(
-        "--max-length",
-        type=int,
-        default=256,
-        help="tokens per text; a longer one keeps its last tokens (default: 256)",
-    )
+    for per_text_command in (spectrum, cka):
+        per_text_command.add_argument(
+            "--max-length",
+            type=int,
+            default=256,
+            help="tokens per text; a longer one keeps its last tokens (default: 256)",
+        )
 
     tradeoff = commands.add_parser(
         "tradeoff", help="prefix-tuning's alpha_i and PMT's memory/attention norm ratio vs input length: section 4.2",
