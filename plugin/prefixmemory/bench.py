@@ -112,6 +112,8 @@ _QWEN25 = dict(
     max_position_embeddings=32768,
     num_key_value_heads=2,
 )
+# What the GPU presets share: sequence, decode length, dtype and repeats; only the batch size differs.
+_GPU_RUN = dict(seq_len=1024, decode_tokens=64, dtype="bfloat16", warmup=3, repeats=10)
 PRESETS = {
     "tiny": Preset(
         dict(
@@ -152,21 +154,13 @@ PRESETS = {
     ),
     "qwen2.5-0.5b": Preset(
         dict(_QWEN25, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14),
-        seq_len=1024,
         batch_size=8,
-        decode_tokens=64,
-        dtype="bfloat16",
-        warmup=3,
-        repeats=10,
+        **_GPU_RUN,
     ),
     "qwen2.5-3b": Preset(
         dict(_QWEN25, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16),
-        seq_len=1024,
         batch_size=4,
-        decode_tokens=64,
-        dtype="bfloat16",
-        warmup=3,
-        repeats=10,
+        **_GPU_RUN,
     ),
     "llama2-7b": Preset(
         dict(
@@ -181,12 +175,8 @@ PRESETS = {
             rms_norm_eps=1e-5,
             tie_word_embeddings=False,
         ),
-        seq_len=1024,
         batch_size=4,
-        decode_tokens=64,
-        dtype="bfloat16",
-        warmup=3,
-        repeats=10,
+        **_GPU_RUN,
     ),
 }
 
