@@ -760,6 +760,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [method for method in args.methods if method not in METHODS]
     if unknown or not args.methods:
         parser.error(f"--methods: unknown {unknown or 'empty list'}; known: {', '.join(METHODS)}")
+    for flag in ("json", "plot", "profile"):  # checked now, not after minutes of measuring
+        path = getattr(args, flag)
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            parser.error(f"--{flag}: the folder of {path!r} does not exist")
     return args
 
 

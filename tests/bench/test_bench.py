@@ -101,6 +101,13 @@ def test_unknown_method_is_a_usage_error(capsys):
     assert "lora-r8" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", ["--json", "--plot", "--profile"])
+def test_output_in_a_missing_folder_is_a_usage_error(flag, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args([flag, str(tmp_path / "missing" / "out")])
+    assert f"{flag}: the folder of" in capsys.readouterr().err
+
+
 def test_runs_as_a_module():
     out = subprocess.run(
         [sys.executable, "-m", "prefixmemory.bench", *ARGS, "--repeats", "1", "--methods", "base,pmt-elu"],
