@@ -23,10 +23,19 @@ def run_cli(command: str, config: dict | None, workdir: Path, *extra: str, check
         [*argv, *extra], cwd=workdir, env={**os.environ, **OFFLINE_ENV}, capture_output=True, text=True, timeout=900
     )
     if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
-        )
+        raise AssertionError(failure_report(" ".join(argv), result))
     return result
+
+
+def failure_report(what: str, result: subprocess.CompletedProcess) -> str:
+    """The ends of a failed run's output, each line once, so per-step warnings cannot push the error out of view."""
+    stdout, stderr = _distinct_tail(result.stdout, 3000), _distinct_tail(result.stderr, 8000)
+    return f"{what} failed ({result.returncode}):\n{stdout}\n{stderr}"
+
+
+def _distinct_tail(text: str, chars: int) -> str:
+    lines = list(dict.fromkeys(text.splitlines()))
+    return "\n".join(lines)[-chars:]
 
 
 def logged_losses(output_dir: Path, key: str = "loss") -> list[float]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from lfcli import OFFLINE_ENV
+from lfcli import OFFLINE_ENV, failure_report
 from safetensors.torch import load_file
 
 HERE = Path(__file__).resolve().parent
@@ -71,7 +71,7 @@ def finish(process: subprocess.Popen, what: str, check: bool = True) -> subproce
         raise AssertionError(f"{what} timed out after {TIMEOUT}s:\n{stderr[-6000:]}") from None
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     if check and result.returncode != 0:
-        raise AssertionError(f"{what} failed ({result.returncode}):\n{stdout[-3000:]}\n{stderr[-8000:]}")
+        raise AssertionError(failure_report(what, result))
     return result
 
 

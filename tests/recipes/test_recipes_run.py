@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 import torch
+from lfcli import failure_report
 from recipe_helpers import ARCHITECTURE, RECIPES, REPO, config
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -42,7 +43,7 @@ def test_recipe_runs_in_miniature(path, tiny_models, tmp_path):
         text=True,
         timeout=600,
     )
-    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    assert result.returncode == 0, failure_report(path.name, result)
 
     adapter = json.loads((out / "adapter_config.json").read_text())
     method = path.name.removesuffix(".yaml").rsplit("_", 1)[1]
