@@ -68,7 +68,8 @@ def finish(process: subprocess.Popen, what: str, check: bool = True) -> subproce
     except subprocess.TimeoutExpired:
         process.kill()
         stdout, stderr = process.communicate()
-        raise AssertionError(f"{what} timed out after {TIMEOUT}s:\n{stderr[-6000:]}") from None
+        result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        raise AssertionError(failure_report(f"{what} (timed out after {TIMEOUT}s)", result)) from None
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     if check and result.returncode != 0:
         raise AssertionError(failure_report(what, result))

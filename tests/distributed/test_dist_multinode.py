@@ -49,8 +49,14 @@ def two_node_job(runs, name: str, engine: str):
     config = runs.config(name, "sft")
     workdir = runs.workdir(name)
     path = write_config(config, workdir, name)
-    cluster = dict(NNODES=2, NPROC_PER_NODE=1, MASTER_ADDR="127.0.0.1", MASTER_PORT=free_port())
-    cluster.update(FORCE_TORCHRUN=1, PYTHONFAULTHANDLER=1)
+    cluster = dict(
+        FORCE_TORCHRUN=1,
+        NNODES=2,
+        NPROC_PER_NODE=1,
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=free_port(),
+        PYTHONFAULTHANDLER=1,
+    )
     argv = ["llamafactory-cli", "train", str(path)]
     if engine != "ddp":
         argv.append(f"deepspeed={DEEPSPEED[engine]}")  # as in the README's two-node example
