@@ -2,11 +2,10 @@
 
 from peft.utils import register_peft_method
 
-from prefixmemory_patches.peft import extend_peft_type
-
 from .config import PrefixMemoryConfig
 from .layer import Memory, MemoryInjector, PrefixMemoryLayer
 from .model import PrefixMemoryModel
+from .peft_type import extend_peft_type
 from .reference import attach_reference
 
 __all__ = [

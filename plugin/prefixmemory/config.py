@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 
 from peft.config import PeftConfig
 
-from prefixmemory_patches.peft import extend_peft_type
-
-from .feature_maps import ELEMENTWISE_FEATURE_MAPS, FEATURE_MAPS
+from .feature_maps import FEATURE_MAPS, takes_feature_dim
+from .peft_type import extend_peft_type
 
 
 @dataclass
@@ -47,7 +46,7 @@ class PrefixMemoryConfig(PeftConfig):
         if self.feature_map not in FEATURE_MAPS:
             raise ValueError(f"`feature_map` must be one of {', '.join(FEATURE_MAPS)}, got {self.feature_map!r}.")
         if self.feature_dim is not None:
-            if self.feature_map in ELEMENTWISE_FEATURE_MAPS:
+            if not takes_feature_dim(self.feature_map):
                 raise ValueError(
                     f"`feature_dim` only applies to feature_map='mlp'; {self.feature_map!r} keeps head_dim "
                     f"(got feature_dim={self.feature_dim})."

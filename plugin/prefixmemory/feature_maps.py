@@ -45,7 +45,34 @@ def elu(x: torch.Tensor) -> torch.Tensor:
 
 
 ELEMENTWISE_FEATURE_MAPS = {"elu": elu, "gelu": F.gelu, "relu": F.relu}
-FEATURE_MAPS = (*ELEMENTWISE_FEATURE_MAPS, "mlp")
+LEARNED_FEATURE_MAPS = ("mlp",)  # the ones with weights, whose output size `feature_dim` sets
+FEATURE_MAPS = (*ELEMENTWISE_FEATURE_MAPS, *LEARNED_FEATURE_MAPS)
+
+
+def takes_feature_dim(name: str) -> bool:
+    """Whether the feature map ``name`` has its own output size (element-wise maps keep head_dim)."""
+    return name in LEARNED_FEATURE_MAPS
+
+
+def build_feature_map(name: str, num_heads: int, head_dim: int, feature_dim: int | None = None, device=None):
+    """phi of one adapter in one layer, as a module with a ``feature_dim``; resolved once, when the layer is built."""
+    if name in ELEMENTWISE_FEATURE_MAPS:
+        return ElementwiseMap(name, head_dim)
+    return MLPKernel(num_heads, head_dim, feature_dim or head_dim, device)
+
+
+class ElementwiseMap(nn.Module):
+    """A weightless phi (elu, gelu, relu): no parameters, so nothing of it is saved with the adapter."""
+
+    def __init__(self, name: str, head_dim: int):
+        super().__init__()
+        self.name, self.feature_dim, self.function = name, head_dim, ELEMENTWISE_FEATURE_MAPS[name]
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        return self.function(q)  # (H,N,D) -> (H,N,D)
+
+    def extra_repr(self) -> str:
+        return self.name
 
 
 class MLPKernel(nn.Module):
@@ -57,6 +84,7 @@ class MLPKernel(nn.Module):
 
     def __init__(self, num_heads: int, head_dim: int, feature_dim: int, device=None):
         super().__init__()
+        self.feature_dim = feature_dim
         self.weight = nn.Parameter(torch.empty(num_heads, head_dim, feature_dim, device=device))
         self.bias = nn.Parameter(torch.empty(num_heads, 1, feature_dim, device=device))
         bound = 1.0 / math.sqrt(head_dim)

@@ -17,7 +17,7 @@ import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
-from .feature_maps import ELEMENTWISE_FEATURE_MAPS, MLPKernel
+from .feature_maps import build_feature_map
 
 NO_MERGE_MESSAGE = (
     "PrefixMemory cannot be merged into the base weights: phi is non-linear in q. Keep the adapter and load it "
@@ -62,8 +62,8 @@ class Memory(nn.Module):
 class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
     """Wraps the module that produces q; computes ``sum over active adapters of phi(q) @ M`` per head."""
 
+    # prefixmemory_kernel holds every adapter's phi: the mlp kernel's weights are saved, element-wise maps have none.
     adapter_layer_names = ("prefixmemory_memory", "prefixmemory_kernel")
-    other_param_names = ("feature_map",)
 
     def __init__(self, base_layer: nn.Module, slot: MemorySlot, num_heads: int, head_dim: int, query_is_split: bool):
         super().__init__()
@@ -74,7 +74,6 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
         self.query_is_split = query_is_split
         self.prefixmemory_memory = nn.ModuleDict()
         self.prefixmemory_kernel = nn.ModuleDict()
-        self.feature_map: dict[str, str] = {}
         # Frozen copies of the adapters a preference-optimisation run starts from (see reference.py). Their names
         # lack the PEFT prefix on purpose: they are never trained, saved or toggled as adapters.
         self.reference_memory = nn.ModuleDict()
@@ -83,13 +82,9 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
 
     def update_layer(self, adapter_name: str, feature_map: str, feature_dim: int | None) -> None:
         device = next(self.base_layer.parameters()).device
-        if feature_map == "mlp":
-            feature_dim = feature_dim or self.head_dim
-            self.prefixmemory_kernel[adapter_name] = MLPKernel(self.num_heads, self.head_dim, feature_dim, device)
-        else:
-            feature_dim = self.head_dim
-        self.prefixmemory_memory[adapter_name] = Memory(self.num_heads, feature_dim, self.head_dim, device)
-        self.feature_map[adapter_name] = feature_map
+        phi = build_feature_map(feature_map, self.num_heads, self.head_dim, feature_dim, device)
+        self.prefixmemory_kernel[adapter_name] = phi
+        self.prefixmemory_memory[adapter_name] = Memory(self.num_heads, phi.feature_dim, self.head_dim, device)
         self.set_adapter(self.active_adapters)
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
@@ -114,11 +109,8 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
             if name not in memories:
                 continue
             memory = memories[name]
-            q_in = self._in_memory_dtype(heads_first, memory.weight)
-            features = (
-                kernels[name](q_in) if name in kernels else ELEMENTWISE_FEATURE_MAPS[self.feature_map[name]](q_in)
-            )
-            adapter_term = memory(features)  # phi: (H,N,D) -> (H,N,F); then (H,N,F) @ (H,F,D) -> (H,N,D)
+            features = kernels[name](self._in_memory_dtype(heads_first, memory.weight))  # phi: (H,N,D) -> (H,N,F)
+            adapter_term = memory(features)  # (H,N,F) @ (H,F,D) -> (H,N,D)
             term = adapter_term if term is None else term + adapter_term
         if term is None:
             return None

@@ -7,8 +7,7 @@ import re
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
-from prefixmemory_patches.architectures import AttentionLayout, attention_layout
-
+from .architectures import AttentionLayout, attention_layout
 from .config import PrefixMemoryConfig
 from .layer import NO_MERGE_MESSAGE, MemoryInjector, MemorySlot, PrefixMemoryLayer
 
@@ -30,7 +29,7 @@ class PrefixMemoryModel(BaseTuner):
 
     prefix: str = "prefixmemory_"
     tuner_layer_cls = PrefixMemoryLayer
-    target_module_mapping: dict[str, list[str]] = {}  # targets come from prefixmemory_patches.architectures
+    target_module_mapping: dict[str, list[str]] = {}  # targets come from the architecture table
 
     def _prepare_adapter_config(self, peft_config: PrefixMemoryConfig, model_config: dict) -> PrefixMemoryConfig:
         attention_layout(model_config.get("model_type"))  # unsupported architecture: ValueError, before any change

@@ -1,4 +1,4 @@
-"""patches/prefixmemory_patches/peft.py: PREFIXMEMORY added to PEFT's closed PeftType enum, once, usable everywhere."""
+"""prefixmemory/peft_type.py: PREFIXMEMORY added to PEFT's closed PeftType enum, once, usable everywhere."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from peft.utils.peft_types import PeftType
 from safetensors.torch import load_file
 
 from prefixmemory import PrefixMemoryConfig
-from prefixmemory_patches.peft import extend_peft_type
+from prefixmemory.peft_type import extend_peft_type
 
 from .testing_common import build_adapted, logits
 
@@ -67,7 +67,7 @@ _FRESH_PROCESS = textwrap.dedent(
     assert "PREFIXMEMORY" not in PeftType.__members__, "PeftType was extended before anything asked for it"
     members = len(PeftType)
 
-    from prefixmemory_patches.peft import extend_peft_type
+    from prefixmemory.peft_type import extend_peft_type
     first, second = extend_peft_type(), extend_peft_type()
     assert first is second is PeftType("PREFIXMEMORY")
     assert len(PeftType) == members + 1

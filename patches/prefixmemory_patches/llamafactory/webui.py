@@ -19,6 +19,7 @@ import functools
 import json
 from dataclasses import fields
 
+from prefixmemory.feature_maps import FEATURE_MAPS, takes_feature_dim
 from prefixmemory.llamafactory import PrefixMemoryArguments
 
 from . import PMT, mark_patched
@@ -121,7 +122,7 @@ def patch_train_tab(train) -> None:
             queue=False,
         )
         pmt_elems["pmt_feature_map"].change(
-            lambda feature_map: gr.Number(interactive=feature_map == "mlp"),
+            lambda feature_map: gr.Number(interactive=takes_feature_dim(feature_map)),
             [pmt_elems["pmt_feature_map"]],
             [pmt_elems["pmt_feature_dim"]],
             queue=False,
@@ -133,8 +134,6 @@ def patch_train_tab(train) -> None:
 
 def create_pmt_tab(gr) -> dict:
     """The PrefixMemory accordion, hidden until prefixmemory is the finetuning method; labels come from LOCALES."""
-    from prefixmemory.feature_maps import FEATURE_MAPS
-
     defaults = {f.name: f.default for f in fields(PrefixMemoryArguments)}
     with gr.Accordion(open=False, visible=False) as pmt_tab:
         with gr.Row():
@@ -177,7 +176,7 @@ def patch_runner(runner) -> None:
 def pmt_args(feature_map: str, layers: str, feature_dim) -> dict:
     """The pmt_* keys the accordion describes; feature_dim only for mlp, and only when set (0: head_dim)."""
     args = {"pmt_feature_map": feature_map, "pmt_layers": (layers or "all").strip()}
-    if feature_map == "mlp" and feature_dim:
+    if takes_feature_dim(feature_map) and feature_dim:
         args["pmt_feature_dim"] = int(feature_dim)
     return args
 

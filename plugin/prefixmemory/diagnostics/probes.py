@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from prefixmemory_patches.architectures import attention_layout
+from prefixmemory.architectures import attention_layout
 
 from ..layer import MemoryInjector, PrefixMemoryLayer
 
