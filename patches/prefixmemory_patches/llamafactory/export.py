@@ -11,11 +11,10 @@ adapter in ``prefixmemory_adapter/`` (or ``prefix_adapter/``), and a README sayi
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
-from . import OUR_TYPES, mark_patched
+from . import OUR_TYPES, wraps_original
 
 ADAPTER_SUBFOLDERS = {"prefixmemory": "prefixmemory_adapter", "prefix": "prefix_adapter"}
 
@@ -48,18 +47,12 @@ With LLaMA-Factory: `model_name_or_path: {export_dir}`, `adapter_name_or_path: {
 
 
 def patch_tuner(tuner) -> None:
-    if not mark_patched(tuner, "export_model"):
-        return
-    export_model = tuner.export_model
-
-    @functools.wraps(export_model)
-    def patched_export_model(args=None):
+    @wraps_original(tuner, "export_model")
+    def patched_export_model(export_model, args=None):
         model_args, data_args, finetuning_args, _ = tuner.get_infer_args(args)
         if finetuning_args.finetuning_type not in OUR_TYPES:
             return export_model(args)
         return export_unmerged(tuner, model_args, data_args, finetuning_args)
-
-    tuner.export_model = patched_export_model
 
 
 def export_unmerged(tuner, model_args, data_args, finetuning_args) -> None:

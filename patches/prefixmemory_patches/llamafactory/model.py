@@ -9,46 +9,37 @@ Patched in model/adapter.py itself, before model/loader.py binds ``init_adapter`
 
 from __future__ import annotations
 
-import functools
+import copy
 
-from . import OUR_TYPES, PMT, mark_patched
+from . import OUR_TYPES, PMT, needs_reference, wraps_original
 
 
 def patch_adapter(adapter) -> None:
-    if not mark_patched(adapter, "init_adapter"):
-        return
-    init_adapter = adapter.init_adapter
-
-    @functools.wraps(init_adapter)
-    def patched_init_adapter(config, model, model_args, finetuning_args, is_trainable):
+    @wraps_original(adapter, "init_adapter")
+    def patched_init_adapter(init_adapter, config, model, model_args, finetuning_args, is_trainable):
         if finetuning_args.finetuning_type not in OUR_TYPES:
             return init_adapter(config, model, model_args, finetuning_args, is_trainable)
         return setup_adapter(model, model_args, finetuning_args, is_trainable, adapter.logger)
-
-    adapter.init_adapter = patched_init_adapter
 
 
 def setup_adapter(model, model_args, finetuning_args, is_trainable: bool, logger):
     """A new adapter to train, or the one in ``adapter_name_or_path`` (to train on, or to serve)."""
     from peft import PeftModel, get_peft_model
 
-    import prefixmemory
+    from prefixmemory import attach_reference
 
     if not model_args.adapter_name_or_path:
         if not is_trainable:
             return model
         logger.info_rank0(f"Fine-tuning method: {finetuning_args.finetuning_type}")
-        return get_peft_model(model, finetuning_args.peft_config())
+        # The config built with the arguments; a copy, as PEFT writes the model's name (and geometry) into it.
+        return get_peft_model(model, copy.deepcopy(finetuning_args.peft_config))
 
     path = model_args.adapter_name_or_path[0]  # one adapter of the right type: checked by _verify_model_args
     model = PeftModel.from_pretrained(model, path, is_trainable=is_trainable)
     logger.info_rank0(f"Loaded {finetuning_args.finetuning_type} adapter: {path}")
-    needs_reference = finetuning_args.ref_model is None and _needs_reference(finetuning_args)
-    if is_trainable and finetuning_args.finetuning_type == PMT and needs_reference:
-        prefixmemory.attach_reference(model)
+    reference = finetuning_args.ref_model is None and needs_reference(finetuning_args)
+    if is_trainable and finetuning_args.finetuning_type == PMT and reference:
+        attach_reference(model)
         logger.info_rank0(f"Reference model: {path} (frozen copy of its memories), not the bare base model.")
     return model
-
-
-def _needs_reference(finetuning_args) -> bool:
-    return finetuning_args.stage == "kto" or (finetuning_args.stage == "dpo" and finetuning_args.use_ref_model)

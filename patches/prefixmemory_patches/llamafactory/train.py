@@ -9,20 +9,12 @@ Patched in trainer_utils itself, before the dpo/kto/sft workflows bind ``create_
 
 from __future__ import annotations
 
-import functools
-
-from . import OUR_TYPES, mark_patched
+from . import OUR_TYPES, wraps_original
 
 
 def patch_trainer_utils(trainer_utils) -> None:
-    if not mark_patched(trainer_utils, "create_ref_model"):
-        return
-    create_ref_model = trainer_utils.create_ref_model
-
-    @functools.wraps(create_ref_model)
-    def patched_create_ref_model(model_args, finetuning_args, add_valuehead: bool = False):
+    @wraps_original(trainer_utils, "create_ref_model")
+    def patched_create_ref_model(create_ref_model, model_args, finetuning_args, add_valuehead: bool = False):
         if finetuning_args.finetuning_type in OUR_TYPES and finetuning_args.ref_model is None:
             return None  # the trainers then call model.disable_adapter() for the reference pass
         return create_ref_model(model_args, finetuning_args, add_valuehead)
-
-    trainer_utils.create_ref_model = patched_create_ref_model

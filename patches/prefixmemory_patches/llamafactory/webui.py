@@ -15,14 +15,13 @@ where the startup hook patches again; chat and export run in this process throug
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import fields
 
 from prefixmemory.feature_maps import FEATURE_MAPS, takes_feature_dim
-from prefixmemory.llamafactory import PrefixMemoryArguments
 
-from . import PMT, mark_patched
+from . import PMT, mark_patched, wraps_original
+from .arguments import PrefixMemoryArguments
 
 PMT_INPUTS = ("pmt_feature_map", "pmt_layers", "pmt_feature_dim")
 
@@ -81,27 +80,19 @@ def patch_locales(locales) -> None:
 
 def patch_control(control) -> None:
     """Before components/top.py binds ``can_quantize`` by name."""
-    if not mark_patched(control, "can_quantize"):
-        return
-    can_quantize = control.can_quantize
 
-    @functools.wraps(can_quantize)
-    def patched_can_quantize(finetuning_type: str):
+    @wraps_original(control, "can_quantize")
+    def patched_can_quantize(can_quantize, finetuning_type: str):
         if finetuning_type == PMT:
             return control.gr.Dropdown(value="none", interactive=False)
         return can_quantize(finetuning_type)
 
-    control.can_quantize = patched_can_quantize
-
 
 def patch_train_tab(train) -> None:
     """Before components/__init__.py binds ``create_train_tab`` by name."""
-    if not mark_patched(train, "create_train_tab"):
-        return
-    create_train_tab = train.create_train_tab
 
-    @functools.wraps(create_train_tab)
-    def patched_create_train_tab(engine):
+    @wraps_original(train, "create_train_tab")
+    def patched_create_train_tab(create_train_tab, engine):
         gr = train.gr
         pmt_elems = create_pmt_tab(gr)  # built first, inside the Train tab; moved below LoRA afterwards
         inputs = {pmt_elems[name] for name in PMT_INPUTS}
@@ -129,8 +120,6 @@ def patch_train_tab(train) -> None:
         )
         return {**elem_dict, **pmt_elems}
 
-    train.create_train_tab = patched_create_train_tab
-
 
 def create_pmt_tab(gr) -> dict:
     """The PrefixMemory accordion, hidden until prefixmemory is the finetuning method; labels come from LOCALES."""
@@ -156,12 +145,8 @@ def _move_after(block, anchor) -> None:
 
 
 def patch_runner(runner) -> None:
-    if not mark_patched(runner, "parse_train_args"):
-        return
-    parse_train_args = runner.Runner._parse_train_args
-
-    @functools.wraps(parse_train_args)
-    def _parse_train_args(self, data):
+    @wraps_original(runner, "Runner._parse_train_args")
+    def _parse_train_args(parse_train_args, self, data):
         args = parse_train_args(self, data)
         if args.get("finetuning_type") == PMT:
             values = [data[self.manager.get_elem_by_id(f"train.{name}")] for name in ("extra_args", *PMT_INPUTS)]
@@ -169,8 +154,6 @@ def patch_runner(runner) -> None:
             args.update({key: value for key, value in pmt.items() if key not in extra})
             _validate(args)
         return args
-
-    runner.Runner._parse_train_args = _parse_train_args
 
 
 def pmt_args(feature_map: str, layers: str, feature_dim) -> dict:

@@ -1,9 +1,8 @@
-"""The LLaMA-Factory side of the methods: their arguments and the PEFT configs they describe.
+"""The ``pmt_*`` and ``prefix_*`` argument dataclasses, and the PEFT configs they describe.
 
 ``finetuning_type: prefixmemory`` takes the ``pmt_*`` keys; ``finetuning_type: prefix`` (classic prefix-tuning,
-PEFT's PrefixTuningConfig, the paper's baseline) the ``prefix_*`` keys. Knows nothing of LLaMA-Factory's
-internals (those are bent in prefixmemory_patches.llamafactory); it only defines the fields that appear in
-YAML recipes and ``llamafactory-cli train -h``.
+PEFT's PrefixTuningConfig, the paper's baseline) the ``prefix_*`` keys. These are the fields that appear in YAML
+recipes and ``llamafactory-cli train -h``; finetuning_args.py mixes them into LLaMA-Factory's FinetuningArguments.
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ from dataclasses import dataclass, field, fields
 
 from peft import PrefixTuningConfig
 
-from .config import PrefixMemoryConfig
-from .feature_maps import FEATURE_MAPS
+from prefixmemory import PrefixMemoryConfig
+from prefixmemory.feature_maps import FEATURE_MAPS
 
 
 @dataclass

@@ -1,0 +1,55 @@
+"""LLaMA-Factory's FinetuningArguments with two more fine-tuning types, their keys, and their PEFT config.
+
+The class subclasses upstream's, which exists only once llamafactory/hparams/finetuning_args.py has run, so this
+module is imported only from ``hparams.patch_finetuning_args``, at that moment.
+"""
+
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+from llamafactory.hparams.finetuning_args import FinetuningArguments as UpstreamArguments
+from llamafactory.hparams.finetuning_args import FreezeArguments, LoraArguments, OFTArguments
+
+from . import OUR_TYPES, as_finetuning_type
+from .arguments import METHOD_ARGUMENTS, PrefixMemoryArguments, PrefixTuningArguments, changed_keys
+
+FinetuningType = Literal["lora", "oft", "freeze", "full", "prefixmemory", "prefix"]
+# Upstream keys that mean nothing to our methods: setting one with them is refused.
+FOREIGN_FIELDS = [f for cls in (LoraArguments, OFTArguments, FreezeArguments) for f in fields(cls)] + [
+    f for f in fields(UpstreamArguments) if f.name in ("use_galore", "use_apollo", "use_badam", "use_llama_pro")
+]
+
+
+@dataclass
+class FinetuningArguments(UpstreamArguments, PrefixMemoryArguments, PrefixTuningArguments):
+    __doc__ = UpstreamArguments.__doc__
+    finetuning_type: FinetuningType = field(default="lora", metadata={"help": "Which fine-tuning method to use."})
+
+    def __post_init__(self):
+        self.peft_config = None  # prefixmemory / prefix: their PEFT config, built here and used to load the model
+        for method, arguments in METHOD_ARGUMENTS.items():
+            changed = changed_keys(self, arguments) if self.finetuning_type != method else []
+            if changed:
+                raise ValueError(f"`{changed[0]}` is only valid with finetuning_type: {method}.")
+        if self.finetuning_type not in OUR_TYPES:
+            return UpstreamArguments.__post_init__(self)
+        for f in FOREIGN_FIELDS:
+            if getattr(self, f.name) != f.default:
+                raise ValueError(
+                    f"`{f.name}` does not apply to finetuning_type: {self.finetuning_type} "
+                    f"(got {getattr(self, f.name)!r})."
+                )
+        if self.stage == "ppo":
+            raise ValueError(
+                f"`stage: ppo` is not supported with finetuning_type: {self.finetuning_type}: LLaMA-Factory "
+                "0.9.5's PPO trainer needs trl<=0.9.6, but it installs trl 0.24."
+            )
+        # Built (and so validated) before any model is loaded.
+        prefix = self.finetuning_type == "prefix"
+        self.peft_config = self.prefix_tuning_config() if prefix else self.prefixmemory_config()
+        with as_finetuning_type(self, "full"):  # upstream asserts its own list; its other checks still run
+            UpstreamArguments.__post_init__(self)
+
+
+FinetuningArguments.__module__ = UpstreamArguments.__module__
+FinetuningArguments.__qualname__ = UpstreamArguments.__qualname__
