@@ -1,7 +1,7 @@
 """Shared fixtures: offline settings, seeds, tiny models per architecture and the local tokenizer.
 
 Nothing here touches the network: the models are built from configs with random weights and the tokenizer is
-trained on a built-in text (``prefixmemory.tiny``).
+trained on a built-in text (``prefixmemory_study.tiny``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from prefixmemory.tiny import build_tokenizer
+    from prefixmemory_study.tiny import build_tokenizer
 
     return build_tokenizer()
 
@@ -56,7 +56,7 @@ def sample_pair(tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.fixture
 def tiny_model():
     """Factory for a tiny random-weight causal LM in eval mode; same seed, same weights."""
-    from prefixmemory.tiny import build_model
+    from prefixmemory_study.tiny import build_model
 
     def make(architecture: str = "qwen2", seed: int = 0, **overrides):
         return build_model(architecture, seed=seed, **overrides).eval()
@@ -67,14 +67,14 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def tiny_qwen2(tmp_path_factory):
     """A tiny Qwen2 model folder (random weights, local tokenizer) that llamafactory-cli loads."""
-    from prefixmemory.tiny import save_tiny
+    from prefixmemory_study.tiny import save_tiny
 
     return save_tiny(tmp_path_factory.mktemp("models") / "tiny-qwen2", "qwen2")
 
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory):
-    from prefixmemory.tiny import save_tiny
+    from prefixmemory_study.tiny import save_tiny
 
     return save_tiny(tmp_path_factory.mktemp("models") / "tiny-llama", "llama-gqa")
 

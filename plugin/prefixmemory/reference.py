@@ -1,7 +1,7 @@
 """A reference model for DPO/KTO that continue from a PrefixMemory adapter, without a second model copy.
 
 Preference losses compare the policy with a reference. Starting from an SFT adapter the reference must be the
-SFT model, yet ``disable_adapter()`` gives the bare base (the mistake behind LLaMA-Factory issues 8459/8974).
+SFT model, yet ``disable_adapter()`` gives the bare base (a mistake LLaMA-Factory users have run into).
 PMT cannot be merged into the base weights, so each layer keeps a frozen copy of the starting memories (the
 adapter's size, a few MB) and the reference forward switches to them.
 """

@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from prefixmemory import bench
+from prefixmemory_study.bench import cli, presets, runner
+from prefixmemory_study.bench.report import TARGETS
 
 ARGS = ["--preset", "tiny", "--device", "cpu", "--threads", "1", "--warmup", "0", "--repeats", "2"]
 TIMED = ("train_step_s", "train_tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s")
@@ -25,16 +26,16 @@ def run(tmp_path_factory):
     json_path, png_path = folder / "bench.json", folder / "bench.png"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        bench.main([*ARGS, "--json", str(json_path), "--plot", str(png_path)])
+        cli.main([*ARGS, "--json", str(json_path), "--plot", str(png_path)])
     return json.loads(json_path.read_text()), printed.getvalue(), png_path
 
 
 def test_json_has_every_method_and_figure(run):
     report, _, _ = run
     assert report["preset"] == "tiny" and report["device"] == "cpu"
-    assert [result["method"] for result in report["results"]] == list(bench.METHODS)
+    assert [result["method"] for result in report["results"]] == list(presets.METHODS)
     for result in report["results"]:
-        assert set(bench.FIGURES) <= set(result), result["method"]
+        assert set(presets.FIGURES) <= set(result), result["method"]
 
 
 def test_figures_are_positive_where_measured(run):
@@ -60,7 +61,7 @@ def test_ratios_and_targets(run):
     assert report["ratios"]["lora-r32"]["train_step_s/lora-r32"] == pytest.approx(1.0)
     assert report["ratios"]["base"]["decode_tokens_per_s/base"] == pytest.approx(1.0)
     assert [(t["method"], t["figure"], t["reference"]) for t in report["targets"]] == [
-        target[:3] for target in bench.TARGETS
+        target[:3] for target in TARGETS
     ]
     assert all(t["ratio"] > 0 and t["met"] in (True, False) for t in report["targets"])
 
@@ -68,9 +69,9 @@ def test_ratios_and_targets(run):
 def test_markdown_table_printed(run):
     _, printed, _ = run
     assert "| method | train step (s) |" in printed
-    for method in bench.METHODS:
+    for method in presets.METHODS:
         assert f"| {method} |" in printed
-    assert "train_step / lora-r32" in printed and "targets (issue #7):" in printed
+    assert "train_step / lora-r32" in printed and "targets:" in printed
 
 
 def test_plot_written(run):
@@ -79,15 +80,15 @@ def test_plot_written(run):
 
 
 def test_failing_method_is_reported_not_raised(monkeypatch, capsys):
-    original = bench.apply_method
+    original = runner.apply_method
 
     def broken(model, method):
         if method == "prefix-32":
             raise RuntimeError("prefix tuning broke")
         return original(model, method)
 
-    monkeypatch.setattr(bench, "apply_method", broken)
-    report = bench.benchmark(bench.parse_args([*ARGS, "--repeats", "1", "--methods", "base,prefix-32"]))
+    monkeypatch.setattr(runner, "apply_method", broken)
+    report = cli.benchmark(cli.parse_args([*ARGS, "--repeats", "1", "--methods", "base,prefix-32"]))
     prefix = report["results"][1]
     assert prefix["train_step_s"] is None and prefix["decode_tokens_per_s"] is None
     assert prefix["unavailable"]["train_step_s"] == "RuntimeError: prefix tuning broke"
@@ -97,20 +98,20 @@ def test_failing_method_is_reported_not_raised(monkeypatch, capsys):
 
 def test_unknown_method_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):
-        bench.parse_args(["--methods", "pmt-elu,lora-r8"])
+        cli.parse_args(["--methods", "pmt-elu,lora-r8"])
     assert "lora-r8" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--json", "--plot", "--profile"])
 def test_output_in_a_missing_folder_is_a_usage_error(flag, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        bench.parse_args([flag, str(tmp_path / "missing" / "out")])
+        cli.parse_args([flag, str(tmp_path / "missing" / "out")])
     assert f"{flag}: the folder of" in capsys.readouterr().err
 
 
 def test_runs_as_a_module():
     out = subprocess.run(
-        [sys.executable, "-m", "prefixmemory.bench", *ARGS, "--repeats", "1", "--methods", "base,pmt-elu"],
+        [sys.executable, "-m", "prefixmemory_study.bench", *ARGS, "--repeats", "1", "--methods", "base,pmt-elu"],
         capture_output=True,
         text=True,
         check=True,
@@ -121,7 +122,7 @@ def test_runs_as_a_module():
 
 def test_profile_tables_show_each_methods_own_operators(tmp_path, capsys):
     path = tmp_path / "profile.txt"
-    bench.main([*ARGS, "--repeats", "1", "--methods", "base,pmt-elu", "--profile", str(path)])
+    cli.main([*ARGS, "--repeats", "1", "--methods", "base,pmt-elu", "--profile", str(path)])
     sections = dict(
         section.split("\n", 1) for section in path.read_text().split("## ")[1:]
     )  # "<method>: <phase>" -> table

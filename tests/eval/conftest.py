@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from prefixmemory import fewshot, fewshot_data
-from prefixmemory.diagnostics.demo import synthetic_rows
-from prefixmemory.tiny import save_tiny
+from prefixmemory_study.demo import synthetic_rows
+from prefixmemory_study.fewshot import data as fewshot_data
+from prefixmemory_study.fewshot import study as fewshot
+from prefixmemory_study.tiny import save_tiny
 
 PREFIX_LENGTH = 8
 TEXTS = [

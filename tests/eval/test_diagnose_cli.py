@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from prefixmemory.diagnostics import cli
+from prefixmemory_study.diagnostics import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -86,7 +86,7 @@ def test_every_command_documents_itself(command, capsys):
 
 
 def test_adapter_names_default_to_the_kind_and_may_hold_equals_signs(adapters):
-    from prefixmemory.diagnostics import loading
+    from prefixmemory_study.diagnostics import loading
 
     values = [f"Prefix (p=8)={adapters['prefix']}", *(str(adapters[name]) for name in ("prefix", "pmt", "lora"))]
     specs = loading.parse_adapters(values)

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prefixmemory import fewshot, fewshot_data
+from prefixmemory_study.fewshot import data as fewshot_data
+from prefixmemory_study.fewshot import study as fewshot
+from prefixmemory_study.records import user_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,7 +97,7 @@ def test_predictions_are_split_over_the_data_sets_and_checked(fewshot_data_dir, 
     names = ["bbh_date_test", "banking77_ood"]
     expected = fewshot._expected(names, str(fewshot_data_dir), 2)
     golds = [r["output"] for records, _ in expected for r in records]
-    prompts = [fewshot._user_text(r, c) for records, c in expected for r in records]
+    prompts = [user_text(r, c) for records, c in expected for r in records]
     prompts[1] = prompts[1][:-40]  # as if cutoff_len had cut the end of the question
     path = tmp_path / "generated_predictions.jsonl"
     _write_predictions(

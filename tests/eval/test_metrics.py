@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from prefixmemory.diagnostics import metrics
+from prefixmemory_study.diagnostics import metrics
 
 
 def _hsic_cka(x: np.ndarray, y: np.ndarray) -> float:

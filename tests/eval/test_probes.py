@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
-from prefixmemory.diagnostics import loading, metrics, probes
+from prefixmemory_study.diagnostics import loading, metrics, probes
 
 LENGTH = 96
 PREFIX_LENGTH = 8  # the prefix-tuning adapter of conftest.py

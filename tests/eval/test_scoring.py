@@ -2,8 +2,8 @@
 
 import pytest
 
-from prefixmemory import fewshot_data
-from prefixmemory.diagnostics import scoring
+from prefixmemory_study.fewshot import data as fewshot_data
+from prefixmemory_study.fewshot import scoring
 
 BBH = fewshot_data.BBH_LABELS
 BANKING = fewshot_data.BANKING77_LABELS
@@ -65,7 +65,7 @@ def test_everything_the_recipe_pack_rule_accepts_is_accepted():
     pairs = [("(a)", "(A)"), ("Company.", "Company"), ("  joy \nsecond line", "joy"), ("ANGER", "anger"),
              ("card_arrival...", "card_arrival"), ("Company", "Company"), ("neutral", "joy")]  # fmt: skip
     for prediction, gold in pairs:
-        if fewshot_data.normalize(prediction) == fewshot_data.normalize(gold):
+        if scoring.first_line(prediction) == scoring.first_line(gold):
             assert scoring.score([prediction], [gold])["correct"] == 1, prediction
 
 

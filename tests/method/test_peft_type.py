@@ -75,7 +75,7 @@ _FRESH_PROCESS = textwrap.dedent(
     import prefixmemory  # the one import a user needs before loading an adapter
     from peft import PeftModel
     from safetensors.torch import save_file
-    from prefixmemory.tiny import build_model
+    from prefixmemory_study.tiny import build_model
     model = PeftModel.from_pretrained(build_model(sys.argv[2]).eval(), sys.argv[1]).eval()
     ids = __import__("torch").tensor([[5, 80, 300, 17, 42, 9]])
     save_file({"logits": model(ids).logits.detach().contiguous()}, sys.argv[3])

@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 from recipe_helpers import DATASET_INFO, REPO
 
-from prefixmemory import fewshot_data as fd
+from prefixmemory_study.fewshot import data as fd
+from prefixmemory_study.fewshot import scoring
 
 PER_CLASS = 7  # enough for 5 rounds, and then some left for BIG-Bench Hard's test items
 
@@ -176,7 +177,7 @@ def test_score_is_exact_match_of_the_first_line(tmp_path, capsys):
     ]
     path = tmp_path / "generated_predictions.jsonl"
     path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
-    assert fd.accuracy(path) == (2, 4)
+    assert scoring.accuracy(path) == (2, 4)
     fd.main(["score", str(path)])
     assert capsys.readouterr().out.strip().endswith("2/4 = 50.00%")
 

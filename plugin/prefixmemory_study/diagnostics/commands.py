@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..records import read_records, record_text
 from . import loading, metrics, plots, probes
 
 
@@ -99,8 +100,8 @@ def tradeoff(args, adapters, tokenizer, texts) -> dict:
 def attention(args, adapters, tokenizer, texts) -> dict:
     sources = [("IID", texts)]
     if args.ood_data:
-        ood = loading.read_records(args.ood_data, args.dataset_dir)
-        sources.append(("OOD", [loading.record_text(record) for record in ood]))
+        ood = read_records(args.ood_data, args.dataset_dir)
+        sources.append(("OOD", [record_text(record) for record in ood]))
     examples = []
     for label, source in sources:
         if not 0 <= args.index < len(source):

@@ -5,7 +5,7 @@ the in-distribution (IID) test set; for Banking77: the out-of-distribution (OOD)
 77 intents. Every file holds alpaca records (instruction, input, output) and is registered in dataset_info.json.
 
     prefixmemory-fewshot-data build                 # downloads with datasets.load_dataset, writes data/fewshot/
-    prefixmemory-fewshot-data score saves/<run>/predict_bbh_date_test/generated_predictions.jsonl
+    prefixmemory-fewshot-data score saves/<run>/predict_bbh_date_test/generated_predictions.jsonl  # scoring.accuracy
 
 Choices the paper leaves open (data/README.md gives the reasons):
 - The rounds are disjoint draws, so ``dataset: X_round1,X_round2`` is the two-per-class set of Figure 5's
@@ -24,6 +24,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .. import records
+from . import scoring
 
 ROUNDS = 5
 SEED = 42
@@ -199,25 +202,11 @@ def write_sets(sets: dict[str, list[dict]], data_dir: str | Path, folder: str = 
     data_dir = Path(data_dir)
     (data_dir / folder).mkdir(parents=True, exist_ok=True)
     entries = {}
-    for name, records in sets.items():
-        (data_dir / folder / f"{name}.json").write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n")
+    for name, rows in sets.items():
+        (data_dir / folder / f"{name}.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
         entries[name] = {"file_name": f"{folder}/{name}.json"}  # alpaca defaults: instruction, input, output
-    info_path = data_dir / "dataset_info.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    info.update(entries)  # keeps every other entry and the order of the ones already there
-    info_path.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n")
+    records.register(data_dir, entries)
     return entries
-
-
-def normalize(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0].strip().rstrip(".").strip().casefold() if lines else ""
-
-
-def accuracy(predictions_file: str | Path) -> tuple[int, int]:
-    """(correct, total) over a LLaMA-Factory generated_predictions.jsonl (keys predict and label)."""
-    rows = [json.loads(line) for line in Path(predictions_file).read_text().splitlines() if line.strip()]
-    return sum(normalize(row["predict"]) == normalize(row["label"]) for row in rows), len(rows)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -236,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {len(entries)} datasets to {Path(args.data_dir) / 'fewshot'}: {', '.join(entries)}")
     else:
         for path in args.files:
-            correct, total = accuracy(path)
+            correct, total = scoring.accuracy(path)
             print(f"{path}: {correct}/{total} = {100 * correct / max(total, 1):.2f}%")
 
 

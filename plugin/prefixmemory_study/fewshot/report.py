@@ -11,8 +11,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from .metrics import pareto_front
-from .plots import HEADER_INCHES, color, header, plt
+from ..diagnostics.metrics import pareto_front
+from ..diagnostics.plots import HEADER_INCHES, color, header, plt
 
 METHOD_ORDER = ("PMT", "Full", "LoRA", "LoRA+", "Prefix")  # Table 1's columns; others follow, ICL last
 TASK_NAMES = {"goemotions": "GoEmotions", "dbpedia": "DBpedia", "bbh_date": "BigBench"}  # Table 1's rows, in order

@@ -1,6 +1,6 @@
 """The README's figures, made offline on a CPU: a tiny random Qwen2, three adapters trained briefly, every command.
 
-    python -m prefixmemory.diagnostics.demo docs/diagnostics [--parts diagnostics fewshot]
+    python -m prefixmemory_study.demo docs/diagnostics [--parts diagnostics fewshot]
 
 The adapters (PMT, prefix-tuning with p=16, LoRA r=8) are trained in-process with PEFT on the same GoEmotions sample
 rows (data/goemotions_sample.json), with the same loop, so that prefix-tuning, which LLaMA-Factory 0.9.5 cannot
@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
-from .. import fewshot, fewshot_data
-from ..tiny import save_tiny
-from . import cli
+from .diagnostics import cli
+from .fewshot import data as fewshot_data
+from .fewshot import study as fewshot
+from .tiny import save_tiny
 
 OOD_QUERIES = [  # written for this demo in Banking77's style; not from the data set
     {"instruction": "Classify the intent.", "input": "I ordered my card two weeks ago and it still has not arrived."},
@@ -78,7 +79,7 @@ def train_adapter(model_dir: Path, config, texts: list[str], out: Path, steps: i
 def diagnostics(out: Path, work: Path, repo: Path) -> None:
     from peft import LoraConfig, PrefixTuningConfig
 
-    from .. import PrefixMemoryConfig
+    from prefixmemory import PrefixMemoryConfig
 
     # Weights 10x the usual init scale, so that the random model's attention is not almost uniform.
     model = save_tiny(work / "tiny-qwen2", "qwen2", num_hidden_layers=4, initializer_range=0.2)

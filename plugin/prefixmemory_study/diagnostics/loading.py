@@ -1,4 +1,4 @@
-"""Loading for the diagnostics: the base model, one adapter at a time (any PEFT type), and a set of texts.
+"""Loading for the diagnostics: the base model, one adapter at a time (any PEFT type), and texts as token ids.
 
 Adapters are read with ``PeftModel.from_pretrained``, so PrefixMemory (registered by ``import prefixmemory``), LoRA
 and classic prefix-tuning (PEFT's PREFIX_TUNING: learned keys/values handed to the model as past_key_values) load
@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import prefixmemory  # noqa: F401  (registers PeftType.PREFIXMEMORY, so its adapters load)
 
-KIND_LABELS = {"PREFIXMEMORY": "PMT", "LORA": "LoRA", "PREFIX_TUNING": "Prefix"}
+from ..labels import method_label
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class AdapterSpec:
 
     @property
     def kind(self) -> str:
-        return KIND_LABELS.get(self.peft_type, self.peft_type)
+        return method_label(self.peft_type)
 
 
 def parse_adapters(values: list[str]) -> list[AdapterSpec]:
@@ -85,37 +85,6 @@ def load_tuned(base_path: str | Path, adapter: AdapterSpec, device: str = "cpu",
 
 def load_tokenizer(path: str | Path):
     return AutoTokenizer.from_pretrained(path)
-
-
-def record_text(record) -> str:
-    """The text a record shows the model: a string as is; alpaca ``instruction`` + ``input`` joined by a newline
-    (what LLaMA-Factory's alpaca converter sends as the user turn); else ``text``, ``prompt`` or ``query``."""
-    if isinstance(record, str):
-        return record
-    if "instruction" in record:
-        return "\n".join(part for part in (record["instruction"], record.get("input") or "") if part)
-    for key in ("text", "prompt", "query", "content"):
-        if isinstance(record.get(key), str):
-            return record[key]
-    raise ValueError(f"cannot find the text of record with keys {sorted(record)}: expected instruction/input or text.")
-
-
-def read_records(source: str, dataset_dir: str | Path = "data") -> list:
-    """Records of a file (.json list, .jsonl, or .txt: one text per line) or of a dataset registered with a local
-    ``file_name`` in ``dataset_dir``/dataset_info.json (LLaMA-Factory's registry)."""
-    path = Path(source)
-    if not path.is_file():
-        info_file = Path(dataset_dir) / "dataset_info.json"
-        info = json.loads(info_file.read_text()) if info_file.is_file() else {}
-        if source not in info or "file_name" not in info[source]:
-            raise ValueError(f"`{source}` is neither a file nor a dataset with a local file_name in {info_file}.")
-        path = Path(dataset_dir) / info[source]["file_name"]
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    if path.suffix == ".json":
-        return json.loads(text)
-    return [line for line in text.splitlines() if line.strip()]
 
 
 def encode_texts(tokenizer, texts: list[str], max_length: int, chat_template: bool = False) -> list[torch.Tensor]:

@@ -10,7 +10,7 @@ runs in <runs-dir>/fewshot_runs.json; runs whose output folder already holds an 
 checkpoints trained elsewhere are taken as they are (``--no-train``, ``--set output_dir=.../round{round}``).
 ``eval`` runs ``llamafactory-cli train`` with do_predict and predict_with_generate (greedy) on each checkpoint, over
 the IID test split and Banking77 in one pass, and scores generated_predictions.jsonl (rules:
-prefixmemory.diagnostics.scoring). ``--icl`` adds the in-context baseline: the base model, through the same
+prefixmemory_study.fewshot.scoring). ``--icl`` adds the in-context baseline: the base model, through the same
 predict path, with the round's examples as earlier chat turns. ``plot`` writes the table and the Pareto plots.
 """
 
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import yaml
 
-from . import fewshot_data
-from .diagnostics import report, scoring
+from ..labels import method_label
+from ..records import alpaca_records, user_text
+from . import data as fewshot_data
+from . import report, scoring
 
-METHOD_LABELS = {"prefixmemory": "PMT", "lora": "LoRA", "full": "Full", "freeze": "Freeze", "prefix": "Prefix",
-                 "prefix_tuning": "Prefix"}  # fmt: skip
 LABEL_SETS = {
     "bbh_date": fewshot_data.BBH_LABELS,
     "goemotions": fewshot_data.GOEMOTIONS_LABELS,
@@ -76,22 +76,6 @@ def run_llamafactory(config: dict, config_path: Path) -> None:
         raise RuntimeError(f"llamafactory-cli train {config_path} failed ({result.returncode}):\n{tail}")
 
 
-def dataset_records(name: str, dataset_dir: str | Path) -> tuple[list[dict], dict]:
-    """Records of a locally registered alpaca data set, and its column names (prompt, query, response)."""
-    info_path = Path(dataset_dir) / "dataset_info.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    entry = info.get(name)
-    if not entry or "file_name" not in entry or entry.get("formatting", "alpaca") != "alpaca":
-        raise ValueError(f"`{name}` must be an alpaca data set with a local file_name in {info_path}.")
-    columns = {"prompt": "instruction", "query": "input", "response": "output", **entry.get("columns", {})}
-    return json.loads((Path(dataset_dir) / entry["file_name"]).read_text()), columns
-
-
-def _user_text(record: dict, columns: dict) -> str:
-    """The user turn LLaMA-Factory's alpaca converter builds: prompt and query joined by a newline."""
-    return "\n".join(record[columns[k]] for k in ("prompt", "query") if record.get(columns[k]))
-
-
 def label_set(dataset: str, golds: list[str]) -> tuple[str, ...]:
     for prefix, labels in LABEL_SETS.items():
         if dataset.startswith(prefix):
@@ -127,7 +111,7 @@ def round_runs(recipe: Path, rounds: list[int], runs_dir: Path, overrides: dict,
     if not match:
         raise ValueError(f"{recipe}: `dataset` must name a round, like bbh_date_round1; got {base.get('dataset')!r}.")
     model = Path(str(base["model_name_or_path"]).rstrip("/")).name
-    method = method or METHOD_LABELS.get(base.get("finetuning_type", "lora"), base.get("finetuning_type"))
+    method = method or method_label(base.get("finetuning_type", "lora"))
     if method == "LoRA" and base.get("loraplus_lr_ratio"):
         method = "LoRA+"
     runs = []
@@ -221,7 +205,7 @@ def _expected(datasets: list[str], dataset_dir: str, max_samples: int | None):
     """Per data set, (records, columns) as LLaMA-Factory will read them (the first max_samples)."""
     return [
         (records[:max_samples] if max_samples else records, columns)
-        for records, columns in (dataset_records(name, dataset_dir) for name in datasets)
+        for records, columns in (alpaca_records(name, dataset_dir) for name in datasets)
     ]
 
 
@@ -241,7 +225,7 @@ def score_predictions(path: Path, names: list[str], expected) -> dict:
             raise ValueError(f"{path}: the predictions do not line up with {name}: rerun eval with --force.")
         result = scoring.score([row["predict"] for row in part], golds, label_set(name, golds))
         squash = lambda text: re.sub(r"\s+", "", text)  # noqa: E731 - decoding may move spaces, never drop text
-        ends = [squash(_user_text(record, columns))[-24:] for record in records]
+        ends = [squash(user_text(record, columns))[-24:] for record in records]
         result["truncated"] = sum(end not in squash(row["prompt"]) for end, row in zip(ends, part, strict=True))
         scores[name] = {"dataset": name, **result}
     return scores
@@ -263,13 +247,13 @@ def _evaluate(config: dict, datasets: list[str], out: Path, args) -> dict:
 def icl_data(run: dict, datasets: list[str], folder: Path) -> None:
     """Writes folder/dataset_info.json and the two eval sets with the round's examples as earlier chat turns."""
     dataset_dir = run["config"]["dataset_dir"]
-    demos, demo_columns = dataset_records(run["config"]["dataset"], dataset_dir)
-    history = [[_user_text(d, demo_columns), d[demo_columns["response"]]] for d in demos]
+    demos, demo_columns = alpaca_records(run["config"]["dataset"], dataset_dir)
+    history = [[user_text(d, demo_columns), d[demo_columns["response"]]] for d in demos]
     folder.mkdir(parents=True, exist_ok=True)
     info = {}
     for name in datasets:
-        records, columns = dataset_records(name, dataset_dir)
-        rows = [{"instruction": _user_text(r, columns), "output": r[columns["response"]], "history": history}
+        records, columns = alpaca_records(name, dataset_dir)
+        rows = [{"instruction": user_text(r, columns), "output": r[columns["response"]], "history": history}
                 for r in records]  # fmt: skip
         (folder / f"{name}.json").write_text(json.dumps(rows, ensure_ascii=False))
         info[name] = {"file_name": f"{name}.json", "columns": {"prompt": "instruction", "response": "output",
@@ -367,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Evaluate every recorded run's checkpoints with llamafactory-cli (do_predict,\n"
         "predict_with_generate, greedy decoding) and score them; writes fewshot_results.json.\n\n"
-        "Label matching (prefixmemory.diagnostics.scoring):\n" + scoring.__doc__.split("\n", 2)[2].strip(),
+        "Label matching (prefixmemory_study.fewshot.scoring):\n" + scoring.__doc__.split("\n", 2)[2].strip(),
     )  # fmt: skip
     e.add_argument("--runs-dir", default="saves/fewshot", help=runs_help)
     e.add_argument("--iid-dataset", default="{task}_test", help="IID test set ({task}: the run's task)")

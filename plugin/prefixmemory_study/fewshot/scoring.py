@@ -1,15 +1,16 @@
 """Scoring generated labels against gold labels (few-shot study, section 6.1), with rules stated and tested.
 
-A prediction is correct when it equals the gold label after normalisation: exact label match, never a substring
-search. Normalisation builds on the recipe pack's ``fewshot_data.normalize`` (first non-empty line, surrounding
-space and final periods dropped, case folded), so anything that rule accepts is accepted here too, and adds:
+Two rules, both kept here. ``first_line``, the recipe pack's (``prefixmemory-fewshot-data score``): the first
+non-empty line, surrounding space and final periods dropped, case folded. ``normalize``, the study's
+(``prefixmemory-fewshot eval``), accepts everything the first rule accepts, and adds:
 
 - wrapping quotes, backticks and markdown emphasis are dropped: ``"**Company**"`` -> ``company``;
 - a leading ``Answer:``, ``Label:``, ``Intent:``, ``Class:``, ``Category:`` or ``Emotion:`` is dropped;
 - ``_``, ``-`` and runs of spaces are the same: ``card arrival`` == ``card_arrival``;
 - for option-letter label sets such as BIG-Bench's ``(A)``..``(F)``: ``A``, ``A)``, ``(a)`` all mean ``(A)``.
 
-Extra text: anything after the first line is ignored (``Company\\nBecause ...`` is correct); extra text on the
+A prediction is correct when it equals the gold label after normalisation: exact label match, never a substring
+search. Extra text: anything after the first line is ignored (``Company\\nBecause ...`` is correct); extra text on the
 first line makes the prediction wrong (``Company, because ...``, ``Company or Artist``). A prediction that matches no
 label of the set is wrong and also counted as ``off_label``. Ties cannot happen: a prediction is one string, and
 ``label_index`` refuses a label set in which two labels normalise alike.
@@ -17,9 +18,9 @@ label of the set is wrong and also counted as ``off_label``. Ties cannot happen:
 
 from __future__ import annotations
 
+import json
 import re
-
-from ..fewshot_data import normalize as first_line_normalize
+from pathlib import Path
 
 _WRAPPERS = "\"'`*“”‘’"
 _ANSWER_PREFIX = re.compile(r"^(?:answer|label|intent|class|emotion|category)\s*[:：]\s*")
@@ -27,9 +28,21 @@ _SEPARATORS = re.compile(r"[\s_\-]+")
 _OPTION = re.compile(r"^\(?([a-z])\)?$")
 
 
+def first_line(text: str) -> str:
+    """The recipe pack's rule: first non-empty line, stripped, final periods dropped, case folded."""
+    lines = text.strip().splitlines()
+    return lines[0].strip().rstrip(".").strip().casefold() if lines else ""
+
+
+def accuracy(predictions_file: str | Path) -> tuple[int, int]:
+    """(correct, total) under ``first_line`` over a LLaMA-Factory generated_predictions.jsonl (predict, label)."""
+    rows = [json.loads(line) for line in Path(predictions_file).read_text().splitlines() if line.strip()]
+    return sum(first_line(row["predict"]) == first_line(row["label"]) for row in rows), len(rows)
+
+
 def normalize(text: str) -> str:
-    """The canonical form of a label or a prediction (no label set needed)."""
-    text = first_line_normalize(text)  # first non-empty line, stripped, final periods dropped, case folded
+    """The study's canonical form of a label or a prediction (no label set needed); builds on ``first_line``."""
+    text = first_line(text)
     previous = None
     while text != previous:  # `"**Answer: Company.**"` needs several passes
         previous = text

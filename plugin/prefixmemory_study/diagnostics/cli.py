@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .. import records
+
 SITES = ("attention", "o_proj")  # probes.SITES, repeated so that -h imports no torch
 
 
@@ -44,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prefixmemory-diagnose", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     data_help = "texts: a dataset name in --dataset-dir/dataset_info.json, or a .json/.jsonl/.txt file"
+    _add_spectrum_and_cka(commands, data_help)
+    _add_tradeoff_and_attention(commands, data_help)
+    return parser
 
+
+def _add_spectrum_and_cka(commands, data_help: str) -> None:
     spectrum = commands.add_parser(
         "spectrum", help="eigenvalues of cov(tuned - base attention output): section 5.3, Figure 3, appendix B.1",
         description="Eigenvalues of the covariance of the output bias F_tuned - F_base at one layer's attention "
@@ -78,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
             help="tokens per text; a longer one keeps its last tokens (default: 256)",
         )
 
+
+def _add_tradeoff_and_attention(commands, data_help: str) -> None:
     tradeoff = commands.add_parser(
         "tradeoff", help="prefix-tuning's alpha_i and PMT's memory/attention norm ratio vs input length: section 4.2",
         description="Section 4.2's tradeoff as a function of input length: for prefix-tuning alpha_i, the attention "
@@ -102,7 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     attention.add_argument(
         "--max-length", type=int, default=32, help="tokens shown: the last ones of the example (default: 32)"
     )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -115,8 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     adapters = loading.parse_adapters(args.adapter)
     tokenizer = loading.load_tokenizer(args.model)
-    records = loading.read_records(args.data, args.dataset_dir)[: args.max_texts]
-    texts = [loading.record_text(record) for record in records]
+    sources = records.read_records(args.data, args.dataset_dir)[: args.max_texts]
+    texts = [records.record_text(record) for record in sources]
     result = getattr(commands, args.command)(args, adapters, tokenizer, texts)
     result = {
         "command": args.command,

@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from prefixmemory.architectures import attention_layout
-
-from ..layer import MemoryInjector, PrefixMemoryLayer
+from prefixmemory.layer import MemoryInjector, PrefixMemoryLayer
 
 _LAYER_INDEX = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 SITES = ("attention", "o_proj")

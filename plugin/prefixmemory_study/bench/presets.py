@@ -1,0 +1,88 @@
+"""What the benchmark measures: the methods, the figures, and the presets (model geometry and batch shape)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+METHODS = ("base", "floor", "pmt-elu", "pmt-gelu", "pmt-mlp", "lora-r32", "lora-r64", "prefix-32")
+FIGURES = (
+    "train_step_s",
+    "train_tokens_per_s",
+    "peak_mem_bytes",
+    "prefill_tokens_per_s",
+    "decode_tokens_per_s",
+    "trainable_params",
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model geometry (AutoConfig.for_model keywords, random weights) and a batch shape."""
+
+    model: dict
+    seq_len: int
+    batch_size: int
+    decode_tokens: int
+    dtype: str
+    warmup: int
+    repeats: int
+
+
+def _small_qwen2(hidden_size: int, intermediate_size: int, layers: int, heads: int, vocab_size: int) -> dict:
+    """A Qwen2 geometry with 2 KV heads; the rest of its config is transformers' default."""
+    return dict(
+        model_type="qwen2",
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=2,
+        vocab_size=vocab_size,
+    )
+
+
+_QWEN25 = dict(
+    model_type="qwen2",
+    vocab_size=151936,
+    tie_word_embeddings=True,
+    rope_theta=1_000_000.0,
+    rms_norm_eps=1e-6,
+    max_position_embeddings=32768,
+    num_key_value_heads=2,
+)
+_LLAMA2_7B = dict(
+    model_type="llama",
+    vocab_size=32000,
+    hidden_size=4096,
+    intermediate_size=11008,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    max_position_embeddings=4096,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=False,
+)
+_TINY = _small_qwen2(64, 128, 2, 4, 640)
+# The geometry of the CPU prototype the speed targets were set on (d_model 512, 8 layers). Chosen here:
+# intermediate_size 3 x hidden, and an 8000-token vocabulary, so that the LM head (common to all methods) does not
+# hide the layers and the (batch*seq, vocab) fp32 logits stay under 32 MiB, glibc's largest heap block
+# (memory.cache_cpu_heap).
+_CPU_SMALL = _small_qwen2(512, 1536, 8, 8, 8000)
+_CPU_RUN = dict(dtype="float32", warmup=1)
+# What the GPU presets share: sequence, decode length, dtype and repeats; only the batch size differs.
+_GPU_RUN = dict(seq_len=1024, decode_tokens=64, dtype="bfloat16", warmup=3, repeats=10)
+PRESETS = {
+    "tiny": Preset(_TINY, seq_len=32, batch_size=2, decode_tokens=4, repeats=2, **_CPU_RUN),
+    "cpu-small": Preset(_CPU_SMALL, seq_len=256, batch_size=4, decode_tokens=32, repeats=7, **_CPU_RUN),
+    "qwen2.5-0.5b": Preset(
+        dict(_QWEN25, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14),
+        batch_size=8,
+        **_GPU_RUN,
+    ),
+    "qwen2.5-3b": Preset(
+        dict(_QWEN25, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16),
+        batch_size=4,
+        **_GPU_RUN,
+    ),
+    "llama2-7b": Preset(_LLAMA2_7B, batch_size=4, **_GPU_RUN),
+}

@@ -1,0 +1,179 @@
+"""The benchmark's report: ratios between methods, the targets, the Markdown tables and the bar plot."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+
+import peft
+import torch
+import transformers
+
+# (figure, reference method): the ratios printed, stored and plotted.
+RATIOS = (
+    ("train_step_s", "lora-r32"),
+    ("train_step_s", "floor"),
+    ("peak_mem_bytes", "lora-r32"),
+    ("peak_mem_bytes", "floor"),
+    ("prefill_tokens_per_s", "base"),
+    ("decode_tokens_per_s", "base"),
+)
+# The speed and memory targets of PrefixMemory: (method, figure, reference, comparison, bound).
+TARGETS = (
+    ("pmt-elu", "train_step_s", "lora-r32", "<=", 0.80),
+    ("pmt-elu", "train_step_s", "floor", "<=", 1.05),
+    ("pmt-elu", "peak_mem_bytes", "lora-r32", "<=", 1.00),
+    ("pmt-elu", "prefill_tokens_per_s", "base", ">=", 0.98),
+    ("pmt-elu", "decode_tokens_per_s", "base", ">=", 0.98),
+)
+
+
+def ratios(results: list[dict]) -> dict[str, dict[str, float | None]]:
+    """``{method: {"<figure>/<reference>": ratio}}`` for the pairs in RATIOS (None where either is missing)."""
+    by_method = {result["method"]: result for result in results}
+    table = {}
+    for result in results:
+        row = {}
+        for figure, reference in RATIOS:
+            value, ref = result.get(figure), by_method.get(reference, {}).get(figure)
+            row[f"{figure}/{reference}"] = value / ref if value is not None and ref else None
+        table[result["method"]] = row
+    return table
+
+
+# The timed samples behind each figure; throughputs are per-second inverses of these times.
+_SAMPLES = {
+    "train_step_s": ("train_step_s", 1),
+    "prefill_tokens_per_s": ("prefill_s", -1),
+    "decode_tokens_per_s": ("decode_s", -1),
+}
+
+
+def paired_ratio(result: dict, reference: dict, figure: str) -> dict | None:
+    """The ratio of ``figure`` from samples of the same round (taken back to back), as median and IQR.
+
+    A second estimate beside the ratio of medians: load that drifts between rounds cancels out of it.
+    """
+    key, power = _SAMPLES.get(figure, (None, 0))
+    ours, theirs = result.get("samples_s", {}).get(key), reference.get("samples_s", {}).get(key)
+    if not ours or not theirs or len(ours) != len(theirs):
+        return None
+    per_round = [(a / b) ** power for a, b in zip(ours, theirs, strict=True)]
+    q1, median, q3 = statistics.quantiles(per_round, n=4, method="inclusive") if len(per_round) > 1 else per_round * 3
+    return {"median": median, "q1": q1, "q3": q3}
+
+
+def check_targets(results: list[dict]) -> list[dict]:
+    """The targets, each with its measured ratio and whether it is met (None: not measurable)."""
+    table = ratios(results)
+    by_method = {result["method"]: result for result in results}
+    checks = []
+    for method, figure, reference, comparison, bound in TARGETS:
+        ratio = table.get(method, {}).get(f"{figure}/{reference}")
+        met = None if ratio is None else (ratio <= bound if comparison == "<=" else ratio >= bound)
+        paired = None
+        if method in by_method and reference in by_method:
+            paired = paired_ratio(by_method[method], by_method[reference], figure)
+        checks.append(
+            dict(
+                method=method,
+                figure=figure,
+                reference=reference,
+                comparison=comparison,
+                bound=bound,
+                ratio=ratio,
+                met=met,
+                paired=paired,
+            )
+        )
+    return checks
+
+
+def _cell(value, scale: float = 1.0, digits: int = 3, noise: float | None = None) -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value / scale:,.{digits}f}" if isinstance(value, float) or scale != 1.0 else f"{value:,}"
+    return f"{text} ±{noise:.0%}" if noise else text
+
+
+def markdown(report: dict) -> str:
+    """The figures, the ratios and the targets, as Markdown."""
+    results = report["results"]
+    lines = [
+        f"preset `{report['preset']}` on {report['machine']}: batch {report['batch_size']} x seq {report['seq_len']}, "
+        f"{report['dtype']}, decode {report['decode_tokens']} tokens, {report['schedule']}, {report['clock']} clock, "
+        f"CPU heap {report['cpu_heap'] or 'n/a'}, warm-up {report['warmup']}, median of {report['repeats']} "
+        "(± = relative IQR of the samples)",
+        "",
+        "| method | train step (s) | train tok/s | peak mem (MiB) | prefill tok/s | decode tok/s | trainable |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        noise = r["noise_rel_iqr"]
+        lines.append(
+            f"| {r['method']} | {_cell(r['train_step_s'], noise=noise.get('train_step_s'))} "
+            f"| {_cell(r['train_tokens_per_s'], digits=0)} | {_cell(r['peak_mem_bytes'], 2**20, 1)} "
+            f"| {_cell(r['prefill_tokens_per_s'], digits=0, noise=noise.get('prefill_s'))} "
+            f"| {_cell(r['decode_tokens_per_s'], digits=1, noise=noise.get('decode_s'))} "
+            f"| {_cell(r['trainable_params'])} |"
+        )
+    headers = [f"{figure.removesuffix('_s').removesuffix('_bytes')} / {ref}" for figure, ref in RATIOS]
+    lines += ["", "| method | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(headers)]
+    for method, row in report["ratios"].items():
+        lines.append(f"| {method} | " + " | ".join(_cell(value, digits=2) for value in row.values()) + " |")
+    lines += ["", "targets:"]
+    for t in report["targets"]:
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+        ratio = "n/a" if t["ratio"] is None else f"{t['ratio']:.3f}"
+        paired = ""
+        if t["paired"]:
+            q1, median, q3 = (t["paired"][key] for key in ("q1", "median", "q3"))
+            paired = f"; paired per round {median:.3f} [IQR {q1:.3f}-{q3:.3f}]"
+        lines.append(
+            f"- {t['method']} {t['figure']} / {t['reference']} = {ratio} "
+            f"(target {t['comparison']} {t['bound']}): {verdict}{paired}"
+        )
+    missing = [(r["method"], figure, reason) for r in results for figure, reason in r["unavailable"].items()]
+    if missing:
+        lines += ["", "not available:"] + [f"- {method} {figure}: {reason}" for method, figure, reason in missing]
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: str) -> None:
+    """Bars of every ratio in RATIOS, one panel per ratio (PrefixMemory in orange), a line at 1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    methods = list(report["ratios"])
+    colors = ["tab:orange" if method.startswith("pmt-") else "tab:blue" for method in methods]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    for ax, (figure, reference) in zip(axes.flat, RATIOS, strict=True):
+        values = [report["ratios"][method][f"{figure}/{reference}"] for method in methods]
+        bars = ax.bar(methods, [value or 0.0 for value in values], color=colors)
+        ax.bar_label(bars, labels=["n/a" if value is None else f"{value:.2f}" for value in values], fontsize=8)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_title(f"{figure} / {reference}")
+        ax.tick_params(axis="x", labelrotation=45)
+    fig.suptitle(f"prefixmemory-bench: preset {report['preset']}, {report['dtype']}, {report['machine']}")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def machine(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model with the torch thread count and the cores visible."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (cuda)"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores visible (cpu)"
+
+
+def versions() -> dict[str, str]:
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}

@@ -1,0 +1,303 @@
+"""Building and timing: one Runner per method (its model, optimizer and samples), and the schedule that times them.
+
+Every method gets a freshly built model (same seed, same random weights) and the same input ids. The peak-memory
+window covers the build and MEMORY_STEPS training steps; timed samples come after ``warmup`` untimed ones.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import peft
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from prefixmemory import PrefixMemoryConfig
+
+from .memory import PeakMemory, release
+from .presets import METHODS
+
+MEMORY_STEPS = 2  # training steps inside the peak-memory window: the second runs with AdamW state allocated
+
+
+@dataclass
+class Spec:
+    """Everything a run needs to build one method's model and batch."""
+
+    preset: str
+    model: dict | None
+    model_path: str | None
+    device: torch.device
+    dtype: torch.dtype
+    batch_size: int
+    seq_len: int
+    decode_tokens: int
+    seed: int = 0
+    clock: str = "wall"
+    cpu_heap: str | None = None  # "cached" once memory.cache_cpu_heap is in force
+
+
+def build_base_model(spec: Spec):
+    """A fresh frozen causal LM: the preset's geometry with random weights (seeded), or ``--model``'s checkpoint."""
+    torch.manual_seed(spec.seed)
+    if spec.model_path:
+        model = AutoModelForCausalLM.from_pretrained(spec.model_path, dtype=spec.dtype).to(spec.device)
+    else:
+        settings = dict(spec.model)
+        config = AutoConfig.for_model(settings.pop("model_type"), **settings)
+        with torch.device(spec.device):
+            model = AutoModelForCausalLM.from_config(config, dtype=spec.dtype)
+    model.generation_config.pad_token_id = model.generation_config.eos_token_id = None
+    return model.requires_grad_(False)
+
+
+def peft_config(method: str):
+    """The PEFT config of a ``pmt-*``, ``lora-r*`` or ``prefix-*`` method name."""
+    kind, _, value = method.partition("-")
+    if kind == "pmt":
+        return PrefixMemoryConfig(feature_map=value)
+    if kind == "lora":
+        rank = int(value.removeprefix("r"))
+        # "all-linear": q, k, v, o, gate, up and down of every block (not the LM head).
+        return peft.LoraConfig(
+            r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
+    if kind == "prefix":
+        return peft.PrefixTuningConfig(num_virtual_tokens=int(value), task_type="CAUSAL_LM")
+    raise ValueError(f"`--methods`: unknown method {method!r}; known: {', '.join(METHODS)}.")
+
+
+def apply_method(model, method: str):
+    """Wrap ``model`` for ``method``: base and floor stay transformers models, the others become PeftModels."""
+    if method == "base":
+        return model
+    if method == "floor":
+        # A zero scalar added to the embeddings' output: the loss depends on a trainable leaf below every layer,
+        # so backward runs through all of them, computing input gradients only. One AdamW parameter.
+        model.floor_scalar = torch.nn.Parameter(torch.zeros((), device=model.device, dtype=model.dtype))
+        model.get_input_embeddings().register_forward_hook(lambda module, args, out: out + model.floor_scalar)
+        return model
+    return peft.get_peft_model(model, peft_config(method)).to(model.device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# "wall": time.perf_counter. "cpu": time.process_time, the CPU time of all this process's threads: on a machine
+# shared with other jobs it leaves out the time the scheduler gives them (use it with --threads 1, where spin-waits
+# of idle OpenMP threads cannot count).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+class Runner:
+    """One method's model, optimizer and samples."""
+
+    def __init__(self, method: str, spec: Spec, input_ids: torch.Tensor):
+        self.method, self.spec, self.input_ids = method, spec, input_ids
+        self.samples: dict[str, list[float]] = {"train_step_s": [], "prefill_s": [], "decode_s": []}
+        self.unavailable: dict[str, str] = {}
+        self.peak_mem_bytes: int | None = None
+        self.trainable_params: int | None = None
+        self.model = self.optimizer = None
+        if method == "base":
+            self.unavailable.update(train_step_s="inference only", peak_mem_bytes="inference only")
+        with PeakMemory(spec.device, exact_rss=spec.cpu_heap == "cached") as peak:
+            self._build()
+            for _ in range(MEMORY_STEPS):
+                self.sample("train")
+        self.peak_mem_how = peak.how
+        if self.model is not None and method != "base" and "train_step_s" not in self.unavailable:
+            self.peak_mem_bytes = peak.bytes
+        self.samples["train_step_s"].clear()  # the memory window's steps are warm-up, not samples
+
+    def _build(self) -> None:
+        try:
+            self.model = apply_method(build_base_model(self.spec), self.method)
+        except Exception as error:  # noqa: BLE001 - reported as "not available", the other methods still run
+            self.unavailable.update(
+                {figure: _reason(error) for figure in ("train_step_s", "peak_mem_bytes", "prefill_s", "decode_s")}
+            )
+            return
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.trainable_params = sum(p.numel() for p in params)
+        if self.method != "base":
+            self.optimizer = torch.optim.AdamW(params, lr=1e-4)
+        # Decode steps call the transformers model with the adapters injected, as PeftModel.generate does.
+        get_base_model = getattr(self.model, "get_base_model", None)
+        self.step_model = get_base_model() if get_base_model else self.model
+
+    def sample(self, kind: str) -> None:
+        """Take one sample of ``kind`` ("train" or "infer"); a failure marks its figures not available."""
+        figures = ("train_step_s",) if kind == "train" else ("prefill_s", "decode_s")
+        if any(figure in self.unavailable for figure in figures):
+            return
+        try:
+            times = self._train_step() if kind == "train" else self._infer()
+        except Exception as error:  # noqa: BLE001
+            self.unavailable.update({figure: _reason(error) for figure in figures})
+            if kind == "train":
+                self.unavailable.setdefault("peak_mem_bytes", _reason(error))
+            return
+        for figure, seconds in zip(figures, times, strict=True):
+            self.samples[figure].append(seconds)
+
+    def _train_step(self) -> tuple[float]:
+        self.model.train()
+        ids, device, clock = self.input_ids, self.spec.device, CLOCKS[self.spec.clock]
+        _sync(device)
+        start = clock()
+        self.model(input_ids=ids, labels=ids).loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        _sync(device)
+        return (clock() - start,)
+
+    @torch.inference_mode()
+    def _infer(self) -> tuple[float, float]:
+        device, clock = self.spec.device, CLOCKS[self.spec.clock]
+        _sync(device)
+        start = clock()
+        prefilled = self._prefill()
+        _sync(device)
+        decode_start = clock()
+        self._decode(prefilled)
+        _sync(device)
+        return decode_start - start, clock() - decode_start
+
+    def _prefill(self):
+        """The forward that fills the KV cache; returns its output (the cache and the last position's logits)."""
+        self.model.eval()
+        return self.model(input_ids=self.input_ids, use_cache=True, logits_to_keep=1)
+
+    def _decode(self, out) -> None:
+        """``decode_tokens`` greedy steps from ``_prefill``'s output."""
+        cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+        for _ in range(self.spec.decode_tokens):
+            out = self.step_model(input_ids=token, past_key_values=cache, use_cache=True)
+            cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+
+    def profile(self) -> str:
+        """torch.profiler tables of one training step, one prefill and one decode run, untimed, outside the samples.
+
+        Per-operator totals, per-call averages and call counts show where a method's time goes beside another's.
+        """
+        from torch.profiler import ProfilerActivity, profile
+
+        cuda = self.spec.device.type == "cuda"
+        activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+        sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        phases = ("train step", "prefill", "decode") if self.optimizer is not None else ("prefill", "decode")
+        sections = []
+        for phase in phases:
+            with torch.inference_mode(phase != "train step"):
+                prefilled = self._prefill() if phase == "decode" else None
+                with profile(activities=activities) as profiler:
+                    if phase == "train step":
+                        self._train_step()
+                    elif phase == "prefill":
+                        self._prefill()
+                    else:
+                        self._decode(prefilled)
+                    _sync(self.spec.device)
+            table = profiler.key_averages().table(sort_by=sort_by, row_limit=-1)  # every operator
+            sections.append(f"## {self.method}: {phase}\n\n{table}")
+        return "\n".join(sections)
+
+    def result(self) -> dict:
+        """The figures (medians), their noise (relative IQR of the samples) and what is not available."""
+        tokens = self.spec.batch_size * self.spec.seq_len
+        step, prefill, decode = (_median(self.samples[key]) for key in ("train_step_s", "prefill_s", "decode_s"))
+        result = {
+            "method": self.method,
+            "train_step_s": step,
+            "train_tokens_per_s": tokens / step if step else None,
+            "peak_mem_bytes": self.peak_mem_bytes,
+            "peak_mem_how": self.peak_mem_how,
+            "prefill_tokens_per_s": tokens / prefill if prefill else None,
+            "decode_tokens_per_s": self.spec.batch_size * self.spec.decode_tokens / decode if decode else None,
+            "trainable_params": self.trainable_params,
+            "noise_rel_iqr": {key: _rel_iqr(values) for key, values in self.samples.items() if values},
+            "samples_s": self.samples,
+        }
+        renamed = {"prefill_s": "prefill_tokens_per_s", "decode_s": "decode_tokens_per_s"}
+        result["unavailable"] = {renamed.get(key, key): reason for key, reason in self.unavailable.items()}
+        if "train_step_s" in result["unavailable"]:
+            result["unavailable"]["train_tokens_per_s"] = result["unavailable"]["train_step_s"]
+        return result
+
+    def close(self) -> None:
+        self.model = self.optimizer = self.step_model = None
+        release(self.spec.device)
+
+
+def _reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _rel_iqr(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return (q3 - q1) / statistics.median(values)
+
+
+def _time(runners: list[Runner], warmup: int, repeats: int) -> None:
+    """Warm-up, then ``repeats`` rounds that sample each runner once, in an order rotated every round."""
+    for kind in ("train", "infer"):
+        active = [runner for runner in runners if kind == "infer" or runner.method != "base"]
+        for runner in active:
+            for _ in range(warmup):
+                runner.sample(kind)
+            for figure in ("train_step_s",) if kind == "train" else ("prefill_s", "decode_s"):
+                runner.samples[figure].clear()
+        for round_index in range(repeats):
+            shift = round_index % max(len(active), 1)
+            for runner in active[shift:] + active[:shift]:
+                runner.sample(kind)
+
+
+def _warm_process(spec: Spec) -> None:
+    """One untimed floor model, trained and run once, so one-off costs fall on no method measured."""
+    runner = Runner("floor", spec, _input_ids(spec))
+    runner.sample("infer")
+    runner.close()
+
+
+def _input_ids(spec: Spec) -> torch.Tensor:
+    vocab = spec.model["vocab_size"] if spec.model else _checkpoint_vocab(spec.model_path)
+    generator = torch.Generator().manual_seed(spec.seed)
+    return torch.randint(0, vocab, (spec.batch_size, spec.seq_len), generator=generator).to(spec.device)
+
+
+def _checkpoint_vocab(path: str) -> int:
+    return AutoConfig.from_pretrained(path).vocab_size
+
+
+def run(
+    spec: Spec, methods: list[str], warmup: int, repeats: int, schedule: str, profiles: list[str] | None = None
+) -> list[dict]:
+    """Measure ``methods``; interleaved keeps every model alive, sequential builds, times and frees one at a time.
+
+    With ``profiles`` (a list), each method's profiler tables are appended to it after its samples are taken.
+    """
+    _warm_process(spec)
+    input_ids = _input_ids(spec)
+    batches = [methods] if schedule == "interleaved" else [[method] for method in methods]
+    results = []
+    for batch in batches:
+        runners = [Runner(method, spec, input_ids) for method in batch]
+        _time(runners, warmup, repeats)
+        for runner in runners:
+            results.append(runner.result())
+            if profiles is not None and runner.model is not None:
+                profiles.append(runner.profile())
+            runner.close()
+    return results
