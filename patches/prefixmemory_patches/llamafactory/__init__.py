@@ -1,7 +1,7 @@
 """Patches of LLaMA-Factory 0.9.5, one module per subsystem; applied by ``prefixmemory_patches._hook``.
 
 Each function is named ``patch_<what it bends>``, takes the just-executed LLaMA-Factory module, is idempotent,
-and opens with a line of why. Standard library only here: the hook imports this package in every process.
+and opens with a line of why. Standard library only here: every patch imports this package first.
 """
 
 import functools
