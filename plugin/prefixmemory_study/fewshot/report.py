@@ -159,14 +159,7 @@ def plot_pareto(evaluations: list[dict], task: str, path: str | Path) -> Path:
                                                                    for r in model_rows], strict=True))  # fmt: skip
         ax.set(xlim=(0, min(100, top_x * 1.15 + 1)), ylim=(0, min(100, top_y * 1.15 + 1)))  # accuracies start at 0
         ax.set(title=model, xlabel=f"IID accuracy on {name} (%)", ylabel="OOD accuracy on Banking77 (%)")
-        ax.spines[["top", "right"]].set_visible(False)
-        ax.grid(True, color="#e6e6e6", linewidth=0.8)
-        ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 1 - HEADER_INCHES / height))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, axes[0], height, path)
 
 
 def plot_growth(evaluations: list[dict], task: str, path: str | Path) -> Path:
@@ -185,6 +178,12 @@ def plot_growth(evaluations: list[dict], task: str, path: str | Path) -> Path:
             ax.plot([x for x, _ in points], [y for _, y in points], "o-", color=color(method), label=method)
         unit = "training examples" if all(row["train_examples"] for row in rows) else "rounds combined"
         ax.set(title=model, xlabel=f"{unit}", ylabel=f"IID accuracy on {name} (%)", ylim=(0, 100))
+    return _save(fig, axes[0], height, path)
+
+
+def _save(fig, axes, height: float, path: str | Path) -> Path:
+    """The study's panel style on every axis, the header kept clear, the figure written to ``path``."""
+    for ax in axes:
         ax.spines[["top", "right"]].set_visible(False)
         ax.grid(True, color="#e6e6e6", linewidth=0.8)
         ax.legend(frameon=False, fontsize=8)
