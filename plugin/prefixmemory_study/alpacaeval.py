@@ -45,9 +45,13 @@ def model_outputs(rows: list[dict], records: list[dict], columns: dict, generato
 
 def generate(args) -> Path:
     out = Path(args.output_dir or Path("saves/alpaca_eval") / args.name)
-    adapter = Path(args.adapter).resolve() if args.adapter else None
+    adapter = predict.adapter_folder(args.adapter)
     dataset_dir = yaml.safe_load(Path(args.recipe).read_text()).get("dataset_dir", "data")
-    records, columns = alpaca_records(args.dataset, dataset_dir)  # checked before any model is loaded
+    try:  # checked before any model is loaded
+        records, columns = alpaca_records(args.dataset, dataset_dir)
+    except FileNotFoundError as err:
+        raise ValueError(f"`--dataset` {args.dataset}: {err.filename} is missing; fetch it as docs/evaluation.md "
+                         "says.") from None  # fmt: skip
     path = predict.predict(args.recipe, args.dataset, out, adapter, max_new_tokens=args.max_new_tokens,
                            batch_size=args.batch_size, max_samples=args.max_samples,
                            overrides=predict.parse_overrides(args.set))  # fmt: skip

@@ -91,7 +91,7 @@ def _bold(text: str, best: bool) -> str:
 
 
 def run_predict(args) -> None:
-    adapter = Path(args.adapter).resolve() if args.adapter else None
+    adapter = predict.adapter_folder(args.adapter)
     overrides = {"default_system": MATH_SYSTEM, **predict.parse_overrides(args.set)}
     for benchmark in args.benchmarks:
         name = f"{benchmark}{args.dataset_suffix}"

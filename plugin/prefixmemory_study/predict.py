@@ -88,6 +88,16 @@ def read_predictions(path: str | Path) -> list[dict]:
     return rows
 
 
+def adapter_folder(path: str | None) -> Path | None:
+    """The ``--adapter`` folder, resolved; refused before any model loads when it holds no adapter or model."""
+    if path is None:
+        return None
+    folder = Path(path).resolve()
+    if not any((folder / name).is_file() for name in ("adapter_config.json", "config.json")):
+        raise ValueError(f"`--adapter` {path}: no adapter_config.json or config.json there (a trained run's folder).")
+    return folder
+
+
 def predict(recipe_path: str | Path, eval_dataset: str, output_dir: Path, adapter: Path | None, **settings) -> Path:
     """Generate with ``adapter`` (or the base model) on ``eval_dataset`` (settings: as predict_config's); returns
     the predictions file. The recipe's relative paths are read from the current folder, as llamafactory-cli does."""

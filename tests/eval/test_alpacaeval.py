@@ -42,3 +42,16 @@ def test_model_outputs_of_a_pmt_adapter_through_llamafactory(tiny_model, adapter
     assert [o["output"] for o in outputs] == [row["predict"].strip() for row in predictions]
     config = (tmp_path / "predict.yaml").read_text()
     assert str(adapters["pmt"]) in config and "stage: sft" in config and "deepspeed" not in config
+
+
+def test_bad_input_is_refused_before_any_model_loads(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    with pytest.raises(ValueError, match="`--adapter` .*: no adapter_config.json or config.json there"):
+        alpacaeval.main(["recipes/qwen2.5_dpo_pmt.yaml", "--adapter", str(tmp_path), "--name", "x"])
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"alpaca_eval": {"file_name": "alpaca_eval.json"}}))
+    recipe = tmp_path / "recipe.yaml"  # the DPO recipe, its data folder one where the 805 instructions are missing
+    recipe.write_text(
+        (REPO / "recipes/qwen2.5_dpo_pmt.yaml").read_text().replace("dataset_dir: data", f"dataset_dir: {tmp_path}")
+    )
+    with pytest.raises(ValueError, match="`--dataset` alpaca_eval: .*alpaca_eval.json is missing"):
+        alpacaeval.main([str(recipe), "--name", "base"])

@@ -281,7 +281,7 @@ def evaluate(args) -> None:
             out = runs_dir / "predictions" / run["model"] / "ICL" / run["task"] / f"round{run['round']}" / "icl"
             icl_data(run, datasets, out / "data")
             config = _predict_config(run["config"], args, ",".join(datasets), out, None)
-            config.update(dataset_dir=str(out / "data"), finetuning_type="lora", cutoff_len=args.icl_cutoff_len)
+            config.update(dataset_dir=str(out / "data"), cutoff_len=args.icl_cutoff_len)
             evaluations.append({**_key(run), "method": "ICL", "checkpoint": "icl", "step": None,
                                 **_evaluate(config, datasets, out, args)})  # fmt: skip
     results = {"label_matching": scoring.__doc__.strip(), "evaluations": evaluations,
