@@ -50,6 +50,7 @@ def test_prefix_twins_differ_only_in_the_method_block(path):
     assert {key: value for key, value in prefix["method"].items() if METHOD_KEYS.match(key)} == {
         "finetuning_type": "prefix",
         "prefix_num_virtual_tokens": 32,
+        "prefix_projection": True,
         "disable_gradient_checkpointing": True,
     }
 
