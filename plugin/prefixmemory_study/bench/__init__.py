@@ -39,7 +39,7 @@ On a CPU shared with other jobs, ``--threads 1 --clock cpu`` (CPU time of this p
 defaults: idle OpenMP threads spin, and wall time counts the other jobs' turns. On CPU, freed heap memory is kept
 for reuse unless ``--cpu-heap default`` (see memory.cache_cpu_heap).
 
-Usage: ``prefixmemory-bench --preset cpu-small --json out.json --plot out.png`` (4 minutes of CPU time on one
+Usage: ``prefixmemory-bench --preset cpu-small --json out.json --plot out.png`` (about 5 minutes of CPU time on one
 thread); ``--preset qwen2.5-0.5b|qwen2.5-3b|llama2-7b`` on a GPU; ``--model PATH`` for a checkpoint (the preset
 then gives the batch shape); ``--methods pmt-elu,lora-r32,floor`` for a subset; ``--profile FILE`` for
 torch.profiler tables of each method's training step, prefill and decode.
