@@ -46,7 +46,12 @@ def expected_method_keys(path) -> dict:
     """The method keys of a baseline twin: what makes it Prefix, Full or LoRA+ and nothing else."""
     method = path.name.removesuffix(".yaml").rsplit("_", 1)[1]
     if method == "prefix":
-        return {"finetuning_type": "prefix", "prefix_num_virtual_tokens": 32, "disable_gradient_checkpointing": True}
+        return {
+            "finetuning_type": "prefix",
+            "prefix_num_virtual_tokens": 32,
+            "prefix_projection": True,
+            "disable_gradient_checkpointing": True,
+        }
     if method == "loraplus":  # LoRA's keys and the LoRA+ paper's learning-rate ratio
         _, lora = sections(path.with_name(path.name.replace("_loraplus.yaml", "_lora.yaml")))
         return {**lora["method"], "loraplus_lr_ratio": 16.0}
