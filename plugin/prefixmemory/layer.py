@@ -1,11 +1,14 @@
 """The PrefixMemory tuner layers: the memory M, the q-side layer that applies it, the o_proj-side adder.
 
-For query head h at token i (eq. 7):  ``o_i[h] = softmax_attention(q_i[h], K[h], V[h]) + phi(q_i[h]) @ M[h]``.
+For query head h at token i (eq. 7):  ``o_i[h] = softmax_attention(q_i[h], K[h], V[h]) + phi(q_i[h]) @ M[h]``,
+plus a per-head bias b[h] when ``memory_bias`` is on (the parameter count of the paper's Table 8).
 
 q is read where the model already computes it (q_proj, or Qwen3's q_norm), before rotary embedding, and is
 never recomputed. The q-side layer owns M and computes the memory term in its own forward, so DeepSpeed ZeRO-3
 gathers M there; it hands the term through a slot to the wrapper around o_proj, which adds it to the
-per-head attention output (the o_proj input). Both wrappers are permanent: no hooks are registered per call.
+per-head attention output (the o_proj input). Both wrappers are permanent: no hooks are registered per call,
+except for a mixed-adapter call (``adapter_names``), whose names reach the q-side layer through a pre-hook that
+lives for that call, as in PEFT's LoRA.
 """
 
 from __future__ import annotations
