@@ -55,13 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="cached",
         help="cached: glibc keeps freed memory for reuse (see memory.cache_cpu_heap); default: as is",
     )
-    parser.add_argument(
-        "--mixed-adapters",
-        action="store_true",
-        help="instead of the method comparison: prefill and decode throughput of one batch (default 16 rows) whose "
-        f"rows use {', '.join(map(str, mixed.ADAPTER_COUNTS))} distinct adapters via adapter_names, "
-        f"{' beside '.join(mixed.MIXED_METHODS)} (--methods does not apply)",
-    )
+    mixed.add_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the report to this JSON file")
     parser.add_argument("--plot", help="write bars of the ratios to this PNG file (needs matplotlib)")
@@ -76,21 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown or not args.methods:
         parser.error(f"--methods: unknown {unknown or 'empty list'}; known: {', '.join(METHODS)}")
     if args.mixed_adapters:
-        _check_mixed_adapters(parser, args)
+        mixed.check_arguments(parser, args)
     for flag in ("json", "plot", "profile"):  # checked now, not after minutes of measuring
         path = getattr(args, flag)
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             parser.error(f"--{flag}: the folder of {path!r} does not exist")
     return args
-
-
-def _check_mixed_adapters(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    rows = max(mixed.ADAPTER_COUNTS)
-    for flag in ("model", "plot", "profile"):
-        if getattr(args, flag):
-            parser.error(f"--mixed-adapters: --{flag} does not apply (random-weight preset models, a table)")
-    if args.batch_size is not None and args.batch_size % rows:
-        parser.error(f"--mixed-adapters: --batch-size must be a multiple of {rows}, got {args.batch_size}")
 
 
 def main(argv: list[str] | None = None) -> None:

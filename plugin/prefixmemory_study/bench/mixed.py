@@ -9,6 +9,7 @@ in turn, beside the same model called without ``adapter_names`` (one adapter for
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -20,6 +21,26 @@ from .runner import CLOCKS, Spec, _sync, build_base_model, peft_config
 MIXED_METHODS = ("pmt-elu", "lora-r32")
 ADAPTER_COUNTS = (1, 4, 16)
 FAST_PATH = 0  # the variant without adapter_names
+
+
+def add_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mixed-adapters",
+        action="store_true",
+        help="instead of the method comparison: prefill and decode throughput of one batch (default 16 rows) whose "
+        f"rows use {', '.join(map(str, ADAPTER_COUNTS))} distinct adapters via adapter_names, "
+        f"{' beside '.join(MIXED_METHODS)} (--methods does not apply)",
+    )
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Flags that cannot go with --mixed-adapters stop the command before anything is built."""
+    rows = max(ADAPTER_COUNTS)
+    for flag in ("model", "plot", "profile"):
+        if getattr(args, flag):
+            parser.error(f"--mixed-adapters: --{flag} does not apply (random-weight preset models, a table)")
+    if args.batch_size is not None and args.batch_size % rows:
+        parser.error(f"--mixed-adapters: --batch-size must be a multiple of {rows}, got {args.batch_size}")
 
 
 def build_model(method: str, spec: Spec, adapters: int):
