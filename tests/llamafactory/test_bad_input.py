@@ -23,6 +23,8 @@ def _train_args(**overrides):
         (dict(pmt_feature_map="mlp", pmt_feature_dim=0), "`pmt_feature_dim` must be a positive integer, got 0"),
         (dict(pmt_layers="0-x"), "`pmt_layers` must be `all`, a list like `0,2,4` or a range like `0-11`"),
         (dict(pmt_layers="1,1"), "`pmt_layers` has duplicates"),
+        (dict(pmt_memory_bias="maybe"), "`pmt_memory_bias` must be true or false, got 'maybe'"),
+        (dict(finetuning_type="lora", pmt_memory_bias=False), "`pmt_memory_bias` is only valid with finetuning_type"),
         (dict(lora_rank=16), "`lora_rank` does not apply to finetuning_type: prefixmemory (got 16)"),
         (dict(use_dora=True), "`use_dora` does not apply to finetuning_type: prefixmemory"),
         (dict(pissa_init=True), "`pissa_init` does not apply to finetuning_type: prefixmemory"),

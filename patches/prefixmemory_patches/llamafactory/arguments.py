@@ -31,6 +31,13 @@ class PrefixMemoryArguments:
         default=None,
         metadata={"help": "Output size of the `mlp` feature map (default: head_dim); only valid with mlp."},
     )
+    pmt_memory_bias: bool = field(
+        default=True,
+        metadata={
+            "help": "Add a trainable head_dim bias per query head with the memory term, as the paper's Table 8 "
+            "counts it; false is eq. 7 as written."
+        },
+    )
 
     def prefixmemory_config(self) -> PrefixMemoryConfig:
         """The PEFT config these arguments describe; raises ValueError naming the bad `pmt_*` key."""
@@ -39,6 +46,7 @@ class PrefixMemoryArguments:
                 feature_map=self.pmt_feature_map,
                 layers=parse_layers(self.pmt_layers),
                 feature_dim=self.pmt_feature_dim,
+                memory_bias=self.pmt_memory_bias,
             )
         except ValueError as err:
             raise ValueError(
@@ -46,6 +54,7 @@ class PrefixMemoryArguments:
                 .replace("`feature_map`", "`pmt_feature_map`")
                 .replace("`feature_dim`", "`pmt_feature_dim`")
                 .replace("`layers`", "`pmt_layers`")
+                .replace("`memory_bias`", "`pmt_memory_bias`")
             ) from None
 
 

@@ -2,6 +2,7 @@
 
 | LLaMA-Factory function | change | why |
 | --- | --- | --- |
+| webui.common._clean_cmd | keeps `pmt_memory_bias: false` | it drops every False, and this key defaults to true |
 | webui.locales.LOCALES | + pmt_* labels: en, zh; other languages show en | change_lang looks labels up by name |
 | webui.control.can_quantize | quantization locked to none for prefixmemory | a 4/8-bit base is refused (hparams) |
 | webui.components.train.create_train_tab | + PrefixMemory accordion, in the input set | its buttons bind inside it |
@@ -23,7 +24,7 @@ from prefixmemory.feature_maps import FEATURE_MAPS, takes_feature_dim
 from . import PMT, mark_patched, wraps_original
 from .arguments import PrefixMemoryArguments
 
-PMT_INPUTS = ("pmt_feature_map", "pmt_layers", "pmt_feature_dim")
+PMT_INPUTS = ("pmt_feature_map", "pmt_layers", "pmt_feature_dim", "pmt_memory_bias")
 
 # English and Chinese are required; a language missing here shows the English text (see _EnglishFallback).
 PMT_LOCALES = {
@@ -61,6 +62,16 @@ PMT_LOCALES = {
             "info": "mlp 特征映射的输出维度；0 表示使用注意力头维度。",
         },
     },
+    "pmt_memory_bias": {
+        "en": {
+            "label": "Memory bias",
+            "info": "Add a trainable bias per query head with the memory term (as counted in the paper's Table 8).",
+        },
+        "zh": {
+            "label": "记忆偏置",
+            "info": "为每个查询头的记忆项加一个可训练偏置（论文表 8 的参数量包含它）。",
+        },
+    },
 }
 
 
@@ -69,6 +80,17 @@ class _EnglishFallback(dict):
 
     def __missing__(self, lang):
         return self["en"]
+
+
+def patch_common(common) -> None:
+    """The preview and the saved training args drop False values; a switched-off memory bias must stay in them."""
+
+    @wraps_original(common, "_clean_cmd")
+    def patched_clean_cmd(clean_cmd, args: dict):
+        cleaned = clean_cmd(args)
+        if args.get("pmt_memory_bias") is False:
+            cleaned["pmt_memory_bias"] = False
+        return cleaned
 
 
 def patch_locales(locales) -> None:
@@ -129,9 +151,14 @@ def create_pmt_tab(gr) -> dict:
             pmt_feature_map = gr.Dropdown(choices=list(FEATURE_MAPS), value=defaults["pmt_feature_map"])
             pmt_layers = gr.Textbox(value=defaults["pmt_layers"])
             pmt_feature_dim = gr.Number(value=0, minimum=0, precision=0, interactive=False)  # 0: head_dim
+            pmt_memory_bias = gr.Checkbox(value=defaults["pmt_memory_bias"])
 
     return dict(
-        pmt_tab=pmt_tab, pmt_feature_map=pmt_feature_map, pmt_layers=pmt_layers, pmt_feature_dim=pmt_feature_dim
+        pmt_tab=pmt_tab,
+        pmt_feature_map=pmt_feature_map,
+        pmt_layers=pmt_layers,
+        pmt_feature_dim=pmt_feature_dim,
+        pmt_memory_bias=pmt_memory_bias,
     )
 
 
@@ -156,9 +183,9 @@ def patch_runner(runner) -> None:
         return args
 
 
-def pmt_args(feature_map: str, layers: str, feature_dim) -> dict:
+def pmt_args(feature_map: str, layers: str, feature_dim, memory_bias: bool) -> dict:
     """The pmt_* keys the accordion describes; feature_dim only for mlp, and only when set (0: head_dim)."""
-    args = {"pmt_feature_map": feature_map, "pmt_layers": (layers or "all").strip()}
+    args = {"pmt_feature_map": feature_map, "pmt_layers": (layers or "all").strip(), "pmt_memory_bias": memory_bias}
     if takes_feature_dim(feature_map) and feature_dim:
         args["pmt_feature_dim"] = int(feature_dim)
     return args
