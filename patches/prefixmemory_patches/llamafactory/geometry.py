@@ -36,8 +36,8 @@ def check_model_fits(model_config: dict, layers, model_name_or_path: str, source
     out_of_range = [i for i in layers or () if num_layers is not None and i >= num_layers]
     if out_of_range:
         raise PrefixMemoryError(
-            f"{source} {out_of_range} out of range: the model in `model_name_or_path` has {num_layers} "
-            f"decoder layers (0-{num_layers - 1})."
+            f"{source} {out_of_range} out of range: the model in `model_name_or_path` {model_name_or_path} has "
+            f"{num_layers} decoder layers (0-{num_layers - 1})."
         )
 
 
