@@ -4,8 +4,8 @@ from config.json before any weight loads."""
 import json
 
 import pytest
-from conftest import refusal, unchanged
 from lfcli import run_cli
+from reliability_checks import refusal, unchanged
 
 
 @pytest.mark.parametrize(

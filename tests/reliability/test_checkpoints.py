@@ -5,8 +5,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import refusal, unchanged
 from lfcli import run_cli
+from reliability_checks import refusal, unchanged
 
 FAULTS = Path(__file__).parent / "faults"
 

@@ -1,8 +1,8 @@
 """Contradictions are refused before the model loads, with one line naming both sides."""
 
 import pytest
-from conftest import refusal, unchanged
 from lfcli import run_cli
+from reliability_checks import refusal, unchanged
 
 
 @pytest.mark.parametrize(

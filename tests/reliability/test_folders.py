@@ -3,8 +3,8 @@
 import os
 
 import pytest
-from conftest import refusal, unchanged
 from lfcli import run_cli
+from reliability_checks import refusal, unchanged
 
 WRITES_INTO_INPUT = "the run would write into a folder it reads; choose a new folder."
 

@@ -2,7 +2,7 @@
 
 import gradio as gr
 import pytest
-from conftest import unchanged
+from reliability_checks import unchanged
 
 
 def test_preview_refuses_layers_beyond_the_model(ui, tiny_qwen2, toy_data):
@@ -29,3 +29,16 @@ def test_export_tab_refuses_a_symlink_to_the_base_model(ui, tiny_qwen2, trained_
             str(link), "", "{}",
         ))  # fmt: skip
     assert error.value.message.startswith(f"`export_dir` {link} resolves to {tiny_qwen2}, inside `model_name_or_path`")
+
+
+def test_accordion_leaves_a_chosen_checkpoint_its_own_values(ui, tiny_qwen2, toy_data):
+    """Training on from a checkpoint takes its pmt_* values; the accordion's defaults would contradict them."""
+    form = ui.form({
+        "top.model_name": "Custom", "top.model_path": str(tiny_qwen2), "top.finetuning_type": "prefixmemory",
+        "top.template": "qwen", "train.dataset_dir": str(toy_data), "train.dataset": ["toy_sft"],
+        "top.checkpoint_path": ["sft"], "train.pmt_feature_map": "relu",
+    })  # fmt: skip
+    args = ui.runner._parse_train_args(form)
+    assert args["adapter_name_or_path"].endswith("sft") and not [key for key in args if key.startswith("pmt_")]
+    fresh = ui.runner._parse_train_args({**form, ui.elem("top.checkpoint_path"): []})
+    assert fresh["pmt_feature_map"] == "relu"

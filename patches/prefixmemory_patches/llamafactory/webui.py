@@ -5,7 +5,7 @@
 | webui.locales.LOCALES | + pmt_* labels: en, zh; other languages show en | change_lang looks labels up by name |
 | webui.control.can_quantize | quantization locked to none for prefixmemory | a 4/8-bit base is refused (hparams) |
 | webui.components.train.create_train_tab | + PrefixMemory accordion, in the input set | its buttons bind inside it |
-| webui.runner.Runner._parse_train_args | + pmt_* keys; extra args win; checked | upstream: freeze/lora keys only |
+| webui.runner.Runner._parse_train_args | + pmt_* keys (not with a checkpoint); extra args win | upstream: lora |
 | webui.components.export.save_model | our refusals shown as gr.Error | the CLI's one line, not "Error" |
 
 Nothing else needs bending: ``METHODS`` / ``PEFT_METHODS`` (constants patch) make checkpoints adapters in the
@@ -155,7 +155,8 @@ def patch_runner(runner) -> None:
         if args.get("finetuning_type") == PMT:
             values = [data[self.manager.get_elem_by_id(f"train.{name}")] for name in ("extra_args", *PMT_INPUTS)]
             extra, pmt = json.loads(values[0]), pmt_args(*values[1:])
-            args.update({key: value for key, value in pmt.items() if key not in extra})
+            if "adapter_name_or_path" not in args:  # a chosen checkpoint brings its own pmt_* values
+                args.update({key: value for key, value in pmt.items() if key not in extra})
             _validate(args)
         return args
 
