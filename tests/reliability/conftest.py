@@ -1,7 +1,7 @@
 """Fixtures for the bad-input and fault suite: a trained run with checkpoints, configs, copies, the web UI.
 
-Every test runs the real ``llamafactory-cli`` in a subprocess and checks three things: the exit status, the one
-``error:`` line (no traceback), and that no file outside the run's new output folder changed.
+Every test runs the real ``llamafactory-cli`` in a subprocess (or a web UI handler) and checks three things: the
+exit status, the one ``error:`` line (no traceback), and that no file outside the run's new output folder changed.
 """
 
 from __future__ import annotations
