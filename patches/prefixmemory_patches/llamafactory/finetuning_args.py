@@ -12,8 +12,9 @@ from llamafactory.hparams.finetuning_args import FinetuningArguments as Upstream
 from ..errors import PrefixMemoryError
 from . import OUR_TYPES, as_finetuning_type
 from .arguments import PrefixMemoryArguments, PrefixTuningArguments
+from .raw_args import FINETUNING_TYPES
 
-FinetuningType = Literal["lora", "oft", "freeze", "full", "prefixmemory", "prefix"]
+FinetuningType = Literal[FINETUNING_TYPES]
 # Upstream switches that mean nothing to our methods: turning one on with them is refused. (The web UI sends them
 # all, off; keys of the other methods are refused when present at all, in raw_args.)
 FOREIGN_SWITCHES = [
