@@ -22,6 +22,7 @@ PATCHES = {
     "llamafactory.webui.locales": "webui:patch_locales",
     "llamafactory.webui.control": "webui:patch_control",
     "llamafactory.webui.components.train": "webui:patch_train_tab",
+    "llamafactory.webui.components.export": "webui:patch_export_tab",
     "llamafactory.webui.runner": "webui:patch_runner",
 }
 

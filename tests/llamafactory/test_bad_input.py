@@ -52,7 +52,9 @@ def test_lora_only_inference_backends_refused(backend):
 def test_cli_reports_error_and_exits_nonzero_before_loading(train_config, tmp_path):
     result = run_cli("train", train_config(pmt_layers="7"), tmp_path, check=False)
     assert result.returncode != 0
-    assert "`layers` [7] out of range: the model has 2 decoder layers." in result.stderr
+    assert "error: `pmt_layers` [7] out of range: the model in `model_name_or_path` " in result.stderr
+    assert "has 2 decoder layers (0-1)." in result.stderr
+    assert "Traceback" not in result.stderr
     assert "trainable params" not in result.stderr + result.stdout
 
 

@@ -6,7 +6,8 @@
 | webui.locales.LOCALES | + pmt_* labels: en, zh; other languages show en | change_lang looks labels up by name |
 | webui.control.can_quantize | quantization locked to none for prefixmemory | a 4/8-bit base is refused (hparams) |
 | webui.components.train.create_train_tab | + PrefixMemory accordion, in the input set | its buttons bind inside it |
-| webui.runner.Runner._parse_train_args | + pmt_* keys; extra args win | upstream: freeze/lora keys only |
+| webui.runner.Runner._parse_train_args | + pmt_* keys (not with a checkpoint); extra args win | upstream: lora |
+| webui.components.export.save_model | our refusals shown as gr.Error | the CLI's one line, not "Error" |
 
 Nothing else needs bending: ``METHODS`` / ``PEFT_METHODS`` (constants patch) make checkpoints adapters in the
 Train, Evaluate, Chat and Export tabs; training and evaluation run ``llamafactory-cli train`` in a subprocess,
@@ -16,13 +17,16 @@ where the startup hook patches again; chat and export run in this process throug
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import fields
 
 from prefixmemory.feature_maps import FEATURE_MAPS, takes_feature_dim
 
+from ..errors import PrefixMemoryError
 from . import PMT, mark_patched, wraps_original
 from .arguments import PrefixMemoryArguments
+from .geometry import check_model_fits, read_model_config
 
 PMT_INPUTS = ("pmt_feature_map", "pmt_layers", "pmt_feature_dim", "pmt_memory_bias")
 
@@ -178,7 +182,8 @@ def patch_runner(runner) -> None:
         if args.get("finetuning_type") == PMT:
             values = [data[self.manager.get_elem_by_id(f"train.{name}")] for name in ("extra_args", *PMT_INPUTS)]
             extra, pmt = json.loads(values[0]), pmt_args(*values[1:])
-            args.update({key: value for key, value in pmt.items() if key not in extra})
+            if "adapter_name_or_path" not in args:  # a chosen checkpoint brings its own pmt_* values
+                args.update({key: value for key, value in pmt.items() if key not in extra})
             _validate(args)
         return args
 
@@ -197,6 +202,25 @@ def _validate(args: dict) -> None:
 
     values = {f.name: args[f.name] for f in fields(PrefixMemoryArguments) if f.name in args}
     try:
-        PrefixMemoryArguments(**values).prefixmemory_config()
+        config = PrefixMemoryArguments(**values).prefixmemory_config()
+        model_config = read_model_config(args["model_name_or_path"])
+        if model_config is not None:
+            check_model_fits(model_config, config.layers, args["model_name_or_path"], "`pmt_layers`")
     except (TypeError, ValueError) as err:
         raise gr.Error(str(err)) from None
+
+
+def patch_export_tab(export) -> None:
+    """Before create_export_tab binds ``save_model`` to the Export button: our refusals as the button's error."""
+    if not mark_patched(export, "save_model"):
+        return
+    save_model = export.save_model
+
+    @functools.wraps(save_model)
+    def patched_save_model(*args):  # a generator function itself: gradio streams only those
+        try:
+            yield from save_model(*args)
+        except PrefixMemoryError as err:
+            raise export.gr.Error(str(err)) from None
+
+    export.save_model = patched_save_model
