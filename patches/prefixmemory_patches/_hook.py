@@ -18,9 +18,11 @@ PATCHES = {
     "llamafactory.model.adapter": "model:patch_adapter",
     "llamafactory.train.trainer_utils": "train:patch_trainer_utils",
     "llamafactory.train.tuner": "export:patch_tuner",
+    "llamafactory.webui.common": "webui:patch_common",
     "llamafactory.webui.locales": "webui:patch_locales",
     "llamafactory.webui.control": "webui:patch_control",
     "llamafactory.webui.components.train": "webui:patch_train_tab",
+    "llamafactory.webui.components.export": "webui:patch_export_tab",
     "llamafactory.webui.runner": "webui:patch_runner",
 }
 
