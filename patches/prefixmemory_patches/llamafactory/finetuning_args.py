@@ -10,6 +10,8 @@ from typing import Literal
 from llamafactory.hparams.finetuning_args import FinetuningArguments as UpstreamArguments
 from llamafactory.hparams.finetuning_args import FreezeArguments, LoraArguments, OFTArguments
 
+from prefixmemory_patches.seams import require
+
 from . import OUR_TYPES, as_finetuning_type
 from .arguments import METHOD_ARGUMENTS, PrefixMemoryArguments, PrefixTuningArguments, changed_keys
 
@@ -33,6 +35,7 @@ class FinetuningArguments(UpstreamArguments, PrefixMemoryArguments, PrefixTuning
                 raise ValueError(f"`{changed[0]}` is only valid with finetuning_type: {method}.")
         if self.finetuning_type not in OUR_TYPES:
             return UpstreamArguments.__post_init__(self)
+        require(self.finetuning_type)
         for f in FOREIGN_FIELDS:
             if getattr(self, f.name) != f.default:
                 raise ValueError(

@@ -19,6 +19,7 @@ import json
 from dataclasses import fields
 
 from prefixmemory.feature_maps import FEATURE_MAPS, takes_feature_dim
+from prefixmemory_patches.seams import Seam, bends
 
 from . import PMT, mark_patched, wraps_original
 from .arguments import PrefixMemoryArguments
@@ -71,6 +72,7 @@ class _EnglishFallback(dict):
         return self["en"]
 
 
+@bends(Seam("LOCALES", container=dict))
 def patch_locales(locales) -> None:
     if not mark_patched(locales, "pmt_locales"):
         return
@@ -78,6 +80,7 @@ def patch_locales(locales) -> None:
         locales.LOCALES[name] = _EnglishFallback(texts)  # in place: engine.py binds the dict by name
 
 
+@bends(Seam("can_quantize", params=("finetuning_type",)), Seam("gr"))
 def patch_control(control) -> None:
     """Before components/top.py binds ``can_quantize`` by name."""
 
@@ -88,6 +91,7 @@ def patch_control(control) -> None:
         return can_quantize(finetuning_type)
 
 
+@bends(Seam("create_train_tab", params=("engine",)), Seam("gr"))
 def patch_train_tab(train) -> None:
     """Before components/__init__.py binds ``create_train_tab`` by name."""
 
@@ -144,6 +148,7 @@ def _move_after(block, anchor) -> None:
     parent.children.insert(parent.children.index(anchor) + 1, block)
 
 
+@bends(Seam("Runner._parse_train_args", params=("self", "data")))
 def patch_runner(runner) -> None:
     @wraps_original(runner, "Runner._parse_train_args")
     def _parse_train_args(parse_train_args, self, data):
