@@ -121,3 +121,17 @@ def test_a_failing_patch_is_recorded_not_raised():
     module = _module("fake.failing", x=1)
     assert guarded_apply(patch_broken, module) is False
     assert problems()["fake.failing"] == "patching fake.failing failed: KeyError: 'y'"
+
+
+def test_a_new_version_whose_seams_check_out_is_patched_with_one_info_line():
+    result = _run("""
+        import llamafactory
+        llamafactory.__version__ = "0.9.99"
+        from llamafactory.hparams import FinetuningArguments
+        for _ in range(2):
+            print(FinetuningArguments(finetuning_type="prefixmemory").peft_config.peft_type.value)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split().count("PREFIXMEMORY") == 2
+    line = "llamafactory 0.9.99: every seam of the prefixmemory patches checks out (tested: 0.9.5)."
+    assert (result.stdout + result.stderr).count(line) == 1
