@@ -44,8 +44,8 @@ class FinetuningArguments(UpstreamArguments, PrefixMemoryArguments, PrefixTuning
                 )
         if self.stage == "ppo":
             raise ValueError(
-                f"`stage: ppo` is not supported with finetuning_type: {self.finetuning_type}: LLaMA-Factory "
-                "0.9.5's PPO trainer needs trl<=0.9.6, but it installs trl 0.24."
+                f"`stage: ppo` is not supported with finetuning_type: {self.finetuning_type}: LLaMA-Factory's "
+                "PPO trainer needs trl<=0.9.6, which its own trl range (>=0.18) excludes."
             )
         # Built (and so validated) before any model is loaded.
         prefix = self.finetuning_type == "prefix"
