@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from prefixmemory_patches import _hook
+from prefixmemory_patches import _hook, seams
 from prefixmemory_patches.seams import Seam, bends, guarded_apply, problems
 
 
@@ -113,7 +113,9 @@ def test_a_changed_seam_stops_our_methods_with_one_line(method):
     )
 
 
-def test_a_failing_patch_is_recorded_not_raised():
+def test_a_failing_patch_is_recorded_not_raised(monkeypatch):
+    monkeypatch.setattr(seams, "_problems", {})  # this process's record stays clean for the tests after this one
+
     @bends(Seam("x"))
     def patch_broken(module):
         raise KeyError("y")
