@@ -1,4 +1,4 @@
-"""The other stacks our ranges allow: each in its own venv, running the method, seam, CLI stage and v1 tests.
+"""The other stacks our ranges allow: each in its own venv, running the method, seam, CLI stage, web-UI and v1 tests.
 
 "oldest": the lowest versions pyproject.toml declares, next to LLaMA-Factory 0.9.5. "lfmain": LLaMA-Factory's
 main branch (0.9.6.dev0) from the vendored snapshot, with the newest transformers it allows. The venvs are cached
@@ -42,6 +42,7 @@ TESTS = [
     ),
     "tests/llamafactory/test_inference.py::test_chat_model_answers_with_adapter",
     "tests/llamafactory/test_inference.py::test_export_is_self_contained_and_reloads_identically",
+    "tests/webui/test_webui_components.py",
 ]
 # name -> (requirements, versions they must install, tests beyond TESTS)
 STACKS = {
