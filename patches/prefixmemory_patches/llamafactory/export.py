@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from ..errors import PrefixMemoryError
+from ..seams import Seam, bends
 from . import OUR_TYPES, wraps_original
 from .folders import check_writes_apart
 
@@ -48,6 +49,14 @@ With LLaMA-Factory: `model_name_or_path: {export_dir}`, `adapter_name_or_path: {
 """
 
 
+@bends(
+    Seam("export_model", params=("args",)),
+    Seam("get_infer_args", params=("args",)),
+    Seam("load_tokenizer", params=("model_args",)),
+    Seam("get_template_and_fix_tokenizer", params=("tokenizer", "data_args")),
+    Seam("load_model", params=("tokenizer", "model_args", "finetuning_args")),
+    Seam("logger"),
+)
 def patch_tuner(tuner) -> None:
     @wraps_original(tuner, "export_model")
     def patched_export_model(export_model, args=None):

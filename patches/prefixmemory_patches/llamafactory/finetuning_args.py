@@ -10,6 +10,7 @@ from typing import Literal
 from llamafactory.hparams.finetuning_args import FinetuningArguments as UpstreamArguments
 
 from ..errors import PrefixMemoryError
+from ..seams import require
 from . import OUR_TYPES, as_finetuning_type
 from .arguments import PrefixMemoryArguments, PrefixTuningArguments
 from .raw_args import FINETUNING_TYPES
@@ -31,6 +32,7 @@ class FinetuningArguments(UpstreamArguments, PrefixMemoryArguments, PrefixTuning
         self.peft_config = None  # prefixmemory / prefix: their PEFT config, built here and used to load the model
         if self.finetuning_type not in OUR_TYPES:
             return UpstreamArguments.__post_init__(self)
+        require(self.finetuning_type)
         for f in FOREIGN_SWITCHES:
             if getattr(self, f.name) != f.default:
                 raise PrefixMemoryError(
@@ -39,8 +41,8 @@ class FinetuningArguments(UpstreamArguments, PrefixMemoryArguments, PrefixTuning
                 )
         if self.stage == "ppo":
             raise PrefixMemoryError(
-                f"`stage: ppo` is not supported with finetuning_type: {self.finetuning_type}: LLaMA-Factory "
-                "0.9.5's PPO trainer needs trl<=0.9.6, but it installs trl 0.24."
+                f"`stage: ppo` is not supported with finetuning_type: {self.finetuning_type}: LLaMA-Factory's "
+                "PPO trainer needs trl<=0.9.6, which its own trl range (>=0.18) excludes."
             )
         # Built (and so validated) before any model is loaded.
         prefix = self.finetuning_type == "prefix"

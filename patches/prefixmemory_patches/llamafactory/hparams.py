@@ -12,12 +12,36 @@ Our refusals are PrefixMemoryErrors, printed in one line (errors.py).
 """
 
 from ..errors import PrefixMemoryError, report_refusals_in_one_line
+from ..seams import Seam, bends, require
 from . import OUR_TYPES, as_finetuning_type, mark_patched, needs_reference, wraps_original
 from .checkpoints import WRITTEN_LAST, last_complete_checkpoint
 from .raw_args import check_method_keys, given_values, normalize_finetuning_type
 from .run_checks import check_adapter, check_foreign_adapter, check_geometry, check_training_folders
 
 
+@bends(
+    Seam("FinetuningArguments", fields=("finetuning_type",)),
+    Seam("FinetuningArguments.__post_init__", params=("self",)),
+)
+def guard_finetuning_args(module) -> None:
+    """Stop our methods with one line when a seam is missing, even if the subclass below cannot be installed."""
+
+    @wraps_original(module, "FinetuningArguments.__post_init__")
+    def guarded_post_init(post_init, self):
+        if self.finetuning_type in OUR_TYPES:
+            require(self.finetuning_type)
+        return post_init(self)
+
+
+@bends(
+    Seam(
+        "FinetuningArguments",
+        fields=("stage", "ref_model", "pref_loss", "use_galore", "use_apollo", "use_badam", "use_llama_pro"),
+    ),
+    Seam("LoraArguments", fields=("lora_rank", "lora_target")),
+    Seam("OFTArguments", fields=("oft_rank",)),
+    Seam("FreezeArguments", fields=("freeze_trainable_layers",)),
+)
 def patch_finetuning_args(module) -> None:
     """Replace FinetuningArguments before parser.py and hparams/__init__.py bind the name."""
     if not mark_patched(module, "finetuning_args"):
@@ -27,6 +51,14 @@ def patch_finetuning_args(module) -> None:
     module.FinetuningArguments = FinetuningArguments
 
 
+@bends(
+    Seam("_verify_model_args", params=("model_args", "data_args", "finetuning_args")),
+    Seam("get_train_args", params=("args",)),
+    Seam("_parse_train_args", params=("args",)),
+    Seam("_parse_infer_args", params=("args",)),
+    Seam("_parse_eval_args", params=("args",)),
+    Seam("get_last_checkpoint", params=("folder",)),
+)
 def patch_parser(parser) -> None:
     """Wrap the parser functions our methods need different from LoRA; our refusals print in one line."""
     report_refusals_in_one_line()

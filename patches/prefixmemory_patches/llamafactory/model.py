@@ -12,9 +12,14 @@ from __future__ import annotations
 import copy
 
 from ..errors import PrefixMemoryError
+from ..seams import Seam, bends
 from . import OUR_TYPES, PMT, needs_reference, wraps_original
 
 
+@bends(
+    Seam("init_adapter", params=("config", "model", "model_args", "finetuning_args", "is_trainable")),
+    Seam("logger"),
+)
 def patch_adapter(adapter) -> None:
     @wraps_original(adapter, "init_adapter")
     def patched_init_adapter(init_adapter, config, model, model_args, finetuning_args, is_trainable):

@@ -24,6 +24,7 @@ from dataclasses import fields
 from prefixmemory.feature_maps import FEATURE_MAPS, takes_feature_dim
 
 from ..errors import PrefixMemoryError
+from ..seams import Seam, bends
 from . import PMT, mark_patched, wraps_original
 from .arguments import PrefixMemoryArguments
 from .geometry import check_model_fits, read_model_config
@@ -86,6 +87,7 @@ class _EnglishFallback(dict):
         return self["en"]
 
 
+@bends(Seam("_clean_cmd", params=("args",)))
 def patch_common(common) -> None:
     """The preview and the saved training args drop False values; a switched-off memory bias must stay in them."""
 
@@ -97,6 +99,7 @@ def patch_common(common) -> None:
         return cleaned
 
 
+@bends(Seam("LOCALES", container=dict))
 def patch_locales(locales) -> None:
     if not mark_patched(locales, "pmt_locales"):
         return
@@ -104,6 +107,7 @@ def patch_locales(locales) -> None:
         locales.LOCALES[name] = _EnglishFallback(texts)  # in place: engine.py binds the dict by name
 
 
+@bends(Seam("can_quantize", params=("finetuning_type",)), Seam("gr"))
 def patch_control(control) -> None:
     """Before components/top.py binds ``can_quantize`` by name."""
 
@@ -114,6 +118,7 @@ def patch_control(control) -> None:
         return can_quantize(finetuning_type)
 
 
+@bends(Seam("create_train_tab", params=("engine",)), Seam("gr"))
 def patch_train_tab(train) -> None:
     """Before components/__init__.py binds ``create_train_tab`` by name."""
 
@@ -175,6 +180,7 @@ def _move_after(block, anchor) -> None:
     parent.children.insert(parent.children.index(anchor) + 1, block)
 
 
+@bends(Seam("Runner._parse_train_args", params=("self", "data")))
 def patch_runner(runner) -> None:
     @wraps_original(runner, "Runner._parse_train_args")
     def _parse_train_args(parse_train_args, self, data):
@@ -210,6 +216,7 @@ def _validate(args: dict) -> None:
         raise gr.Error(str(err)) from None
 
 
+@bends(Seam("save_model"))
 def patch_export_tab(export) -> None:
     """Before create_export_tab binds ``save_model`` to the Export button: our refusals as the button's error."""
     if not mark_patched(export, "save_model"):
