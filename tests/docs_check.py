@@ -243,8 +243,9 @@ def inline_commands(text: str) -> list[str]:
     """Inline code that reads as one literal command of ours (no shell syntax, no elisions)."""
     spans = []
     for span in INLINE.findall(prose(text)):
-        words = [word for word in span.split() if not re.fullmatch(r"[A-Z_]+=\S*", word)]
+        words = [word for word in span.split() if not re.fullmatch(r"[A-Za-z_]\w*=\S*", word)]
         literal = not any(mark in span for mark in ("$", "{", "...", "…", "|", "&&", ";"))
+        literal = literal and "USE_V1=" not in span  # LLaMA-Factory v1's CLI reads another config format
         if literal and len(words) > 1 and (words[0] in SCRIPTS or words[0] == "llamafactory-cli"):
             spans.append(span)
     return spans
