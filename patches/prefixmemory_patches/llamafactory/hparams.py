@@ -3,7 +3,7 @@
 | LLaMA-Factory function | change | why |
 | --- | --- | --- |
 | hparams.finetuning_args.FinetuningArguments | subclass: two more types + their keys | its Literal: argparse choices |
-| hparams.parser._verify_model_args | our adapters allowed; vllm, sglang, 4/8-bit refused | upstream: LoRA-only |
+| hparams.parser._verify_model_args | our adapters allowed; vllm (exports only), sglang, 4/8-bit refused | LoRA-only |
 | hparams.parser.get_train_args | ddp_find_unused_parameters=False, label_names; PT limits | as upstream for LoRA |
 """
 
@@ -52,9 +52,15 @@ def patch_parser(parser) -> None:
 
 
 def _check_serving(model_args, method: str) -> None:
-    """What cannot load our adapters: vLLM / SGLang, and a quantized base."""
+    """What cannot load our adapters: vLLM / SGLang, and a quantized base. vLLM serves a PrefixMemory export."""
     backend = str(getattr(model_args.infer_backend, "value", model_args.infer_backend))
-    if backend != "huggingface":
+    if backend == "vllm" and method == "prefixmemory":
+        if model_args.adapter_name_or_path is not None:
+            raise ValueError(
+                "`infer_backend: vllm` cannot load a prefixmemory adapter: export it first (`llamafactory-cli "
+                "export`) and give the export folder as `model_name_or_path`, without `adapter_name_or_path`."
+            )
+    elif backend != "huggingface":
         raise ValueError(
             f"`infer_backend: {backend}` cannot serve finetuning_type: {method} (vLLM and SGLang serve LoRA "
             "adapters only); use infer_backend: huggingface."
