@@ -51,7 +51,7 @@ def ensure() -> Path:
     if not (target / "bin" / "python").exists():
         print(f"building the vLLM test environment in {target} ({build(target):.0f} s)", file=sys.stderr)
     python = target / "bin" / "python"
-    _pip(python, "install", "--no-deps", "--no-build-isolation", "-e", str(REPO))
+    _pip(python, "install", "--no-deps", "--no-build-isolation", "--force-reinstall", str(REPO))
     return python
 
 
