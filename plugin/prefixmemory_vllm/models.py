@@ -1,9 +1,9 @@
 """PrefixMemory variants of vLLM's Qwen2, Qwen3, LLaMA and Mistral.
 
 Per architecture two classes change:
-  * the attention: vLLM's own forward (copied from the releases in ``SUPPORTED_VLLM``) plus two lines, the term
+  * the attention: vLLM's own forward (copied from the releases in ``SUPPORTED_VLLM``), whose end computes the term
     from q right after the qkv split (after Qwen3's q_norm) and before rotary, which vLLM's kernels apply to q in
-    place, and the term added to the attention output before o_proj;
+    place, and adds it to the attention output before o_proj;
   * the CausalLM: vLLM's ``__init__``, then the adapted layers' attention modules switch class (nothing is rebuilt,
     so the KV-cache registration stays vLLM's) and get a ``prefix_memory`` child with this rank's heads.
 vLLM's AutoWeightsLoader finds ``model.layers.{i}.self_attn.prefix_memory.*`` by module name; its check that every
@@ -33,7 +33,17 @@ from vllm.model_executor.models.qwen3 import Qwen3Attention, Qwen3ForCausalLM  #
 from .memory import PrefixMemory  # noqa: E402
 
 
-class PrefixMemoryQwen2Attention(Qwen2Attention):
+class MemoryAttention:
+    """The part the PrefixMemory attentions share: the term from pre-rotary q, added before o_proj."""
+
+    def attend_with_memory(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        term = self.prefix_memory(q)  # before rotary_emb, which rotates q in place
+        q, k = self.rotary_emb(positions, q, k)
+        output, _ = self.o_proj(self.attn(q, k, v) + term)
+        return output
+
+
+class PrefixMemoryQwen2Attention(MemoryAttention, Qwen2Attention):
     def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
         qkv, _ = self.qkv_proj(hidden_states)
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
@@ -41,35 +51,23 @@ class PrefixMemoryQwen2Attention(Qwen2Attention):
             total_tokens = q.shape[0]
             q = self.q_norm(q.view(total_tokens, self.num_heads, self.head_dim)).view(total_tokens, self.q_size)
             k = self.k_norm(k.view(total_tokens, self.num_kv_heads, self.head_dim)).view(total_tokens, self.kv_size)
-        term = self.prefix_memory(q)
-        q, k = self.rotary_emb(positions, q, k)
-        attn_output = self.attn(q, k, v)
-        output, _ = self.o_proj(attn_output + term)
-        return output
+        return self.attend_with_memory(positions, q, k, v)
 
 
-class PrefixMemoryQwen3Attention(Qwen3Attention):
+class PrefixMemoryQwen3Attention(MemoryAttention, Qwen3Attention):
     def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
         qkv, _ = self.qkv_proj(hidden_states)
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q = self.q_norm(q.view(*q.shape[:-1], q.shape[-1] // self.head_dim, self.head_dim)).view(q.shape)
         k = self.k_norm(k.view(*k.shape[:-1], k.shape[-1] // self.head_dim, self.head_dim)).view(k.shape)
-        term = self.prefix_memory(q)
-        q, k = self.rotary_emb(positions, q, k)
-        attn_output = self.attn(q, k, v)
-        output, _ = self.o_proj(attn_output + term)
-        return output
+        return self.attend_with_memory(positions, q, k, v)
 
 
-class PrefixMemoryLlamaAttention(LlamaAttention):
+class PrefixMemoryLlamaAttention(MemoryAttention, LlamaAttention):
     def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
         qkv, _ = self.qkv_proj(hidden_states)
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        term = self.prefix_memory(q)
-        q, k = self.rotary_emb(positions, q, k)
-        attn_output = self.attn(q, k, v)
-        output, _ = self.o_proj(attn_output + term)
-        return output
+        return self.attend_with_memory(positions, q, k, v)
 
 
 class PrefixMemoryMistralAttention(MistralAttention):
