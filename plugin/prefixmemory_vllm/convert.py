@@ -47,7 +47,7 @@ def read_adapter(adapter_dir: str | Path) -> tuple[dict, dict]:
     adapter_dir = Path(adapter_dir)
     adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text())
     if adapter_config.get("peft_type") != "PREFIXMEMORY":
-        raise ValueError(f"{adapter_dir} holds a {adapter_config.get('peft_type')} adapter, not a PREFIXMEMORY one.")
+        raise ValueError(f"{adapter_dir}: `peft_type` is {adapter_config.get('peft_type')}, not PREFIXMEMORY.")
     tensors = {}
     for key, value in load_file(str(adapter_dir / "adapter_model.safetensors")).items():
         match = PEFT_KEY.match(key)
@@ -58,6 +58,8 @@ def read_adapter(adapter_dir: str | Path) -> tuple[dict, dict]:
             value = value.reshape(value.shape[0], value.shape[-1])  # PEFT's (H, 1, X) -> (H, X)
         tensors[memory_key(int(match.group(1)), name)] = value.float().contiguous()
     layers = sorted({int(key.split(".")[2]) for key in tensors})
+    if not layers:
+        raise ValueError(f"{adapter_dir}: the adapter holds no memories.")
     entry = {
         "feature_map": adapter_config["feature_map"],
         "feature_dim": int(tensors[memory_key(layers[0], "memory")].shape[1]),
@@ -99,7 +101,7 @@ def _memory_architecture(architectures: list[str]) -> str:
             return architecture  # already converted
         if architecture in ARCHITECTURES:
             return ARCHITECTURES[architecture]
-    raise ValueError(f"vLLM serving supports {', '.join(ARCHITECTURES)}; this model is {architectures}.")
+    raise ValueError(f"`architectures` {architectures}: vLLM serving supports {', '.join(ARCHITECTURES)}.")
 
 
 def main(argv: list[str] | None = None) -> None:
