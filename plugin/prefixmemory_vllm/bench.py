@@ -3,8 +3,8 @@
     python -m prefixmemory_vllm.bench EXPORT_DIR [--prompts 16 --prompt-tokens 32 --new-tokens 64 --reps 3]
 
 The base model is the export's own base weights (a view of the folder without the memories), so the two engines
-differ only by the memory term. Both stay alive; timed runs alternate (base, PrefixMemory, base, ...) after a
-warm-up each, and the table reports generated tokens per second, best and median over the runs.
+differ only by the memory term. Both stay alive; timed runs alternate (base, PrefixMemory, PrefixMemory, base, ...)
+after a warm-up each; the table reports generated tokens per second, best and median over the runs.
 """
 
 from __future__ import annotations
@@ -38,12 +38,13 @@ def base_view(export_dir: Path, into: Path) -> Path:
 
 
 def measure(engines: dict, prompts: list, params, reps: int) -> dict[str, list[float]]:
-    """Seconds per timed run for each engine, runs alternated so that load changes hit both alike."""
+    """Seconds per timed run for each engine, in ABBA order so that load changes hit both alike."""
     for llm in engines.values():
         llm.generate(prompts, params, use_tqdm=False)  # warm-up
     seconds = {label: [] for label in engines}
-    for _ in range(reps):
-        for label, llm in engines.items():
+    order = list(engines.items())
+    for rep in range(reps):
+        for label, llm in order if rep % 2 == 0 else order[::-1]:
             start = time.perf_counter()
             llm.generate(prompts, params, use_tqdm=False)
             seconds[label].append(time.perf_counter() - start)
