@@ -43,3 +43,14 @@ def test_vllm_equals_transformers_peft(served, name):
         assert tokens == export["base"]  # zero memories: the base model's tokens
     else:
         assert export["reference"] != export["base"]  # the memories change the output, so the match means something
+
+
+def test_another_vllm_release_is_refused_in_one_line():
+    """The attention forwards are copies of vLLM 0.32's: the plugin says so rather than serve with another release."""
+    code = "import vllm; vllm.__version__ = '0.40.0'; import prefixmemory_vllm.models"
+    result = subprocess.run([str(ensure()), "-c", code], capture_output=True, text=True, timeout=600)
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        "ImportError: prefixmemory_vllm serves with vLLM >=0.32,<0.33 (its attention forwards are copies of those "
+        "releases'); found vLLM 0.40.0."
+    )

@@ -7,6 +7,7 @@ installed into it the documented way (``pip install --no-deps``), which also reg
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -45,6 +46,7 @@ def build(target: Path) -> float:
     return time.perf_counter() - start
 
 
+@functools.cache
 def ensure() -> Path:
     """The serving venv's python, with this checkout installed into it."""
     target = env_dir()
