@@ -19,6 +19,8 @@ class PrefixMemoryConfig(PeftConfig):
             ``mlp`` is the learnable kernel ``phi_W(q) = ReLU(W q + b)`` of the paper's Remark 1.
         layers: indices of the decoder layers that get a memory; None adapts every layer.
         feature_dim: the mlp kernel's output size (default head_dim); only valid with ``feature_map="mlp"``.
+        memory_bias: a zero-initialised head_dim bias per query head, added with the memory term. On by default, as
+            the paper's Table 8 counts it; adapters saved without this key predate it and load with it off.
     """
 
     task_type: str | None = field(
@@ -35,6 +37,13 @@ class PrefixMemoryConfig(PeftConfig):
     feature_dim: int | None = field(
         default=None,
         metadata={"help": "Output size of the `mlp` feature map (default: head_dim). Not allowed for other maps."},
+    )
+    memory_bias: bool = field(
+        default=True,
+        metadata={
+            "help": "Add a trainable head_dim bias per query head with the memory term (zero at init), as the paper's "
+            "Table 8 counts it. False is eq. 7 as written."
+        },
     )
 
     def __post_init__(self):
@@ -53,8 +62,16 @@ class PrefixMemoryConfig(PeftConfig):
                 )
             if isinstance(self.feature_dim, bool) or not isinstance(self.feature_dim, int) or self.feature_dim < 1:
                 raise ValueError(f"`feature_dim` must be a positive integer, got {self.feature_dim!r}.")
+        if not isinstance(self.memory_bias, bool):
+            raise ValueError(f"`memory_bias` must be true or false, got {self.memory_bias!r}.")
         if self.layers is not None:
             self.layers = _checked_layer_list(self.layers)
+
+    @classmethod
+    def check_kwargs(cls, **kwargs):
+        """A saved adapter_config.json without ``memory_bias`` was written before the bias existed: it has none."""
+        kwargs.setdefault("memory_bias", False)
+        return super().check_kwargs(**kwargs)
 
 
 def _checked_layer_list(layers) -> list[int]:

@@ -1,17 +1,21 @@
 """The PrefixMemory tuner layers: the memory M, the q-side layer that applies it, the o_proj-side adder.
 
-For query head h at token i (eq. 7):  ``o_i[h] = softmax_attention(q_i[h], K[h], V[h]) + phi(q_i[h]) @ M[h]``.
+For query head h at token i (eq. 7):  ``o_i[h] = softmax_attention(q_i[h], K[h], V[h]) + phi(q_i[h]) @ M[h]``,
+plus a per-head bias b[h] when ``memory_bias`` is on (the parameter count of the paper's Table 8).
 
 q is read where the model already computes it (q_proj, or Qwen3's q_norm), before rotary embedding, and is
 never recomputed. The q-side layer owns M and computes the memory term in its own forward, so DeepSpeed ZeRO-3
 gathers M there; it hands the term through a slot to the wrapper around o_proj, which adds it to the
-per-head attention output (the o_proj input). Both wrappers are permanent: no hooks are registered per call.
+per-head attention output (the o_proj input). Both wrappers are permanent: no hooks are registered per call,
+except for a mixed-adapter call (``adapter_names``), whose names reach the q-side layer through a pre-hook that
+lives for that call, as in PEFT's LoRA.
 """
 
 from __future__ import annotations
 
 import copy
 import threading
+import warnings
 
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
@@ -45,18 +49,25 @@ class MemorySlot(threading.local):
 
 
 class Memory(nn.Module):
-    """M of one adapter, shape (heads, feature_dim, head_dim), zero at init so the base model is unchanged.
+    """M of one adapter, shape (heads, feature_dim, head_dim), and its optional bias (heads, 1, head_dim).
 
-    A leaf module whose own forward reads ``weight``: ZeRO-3 gathers parameters only inside their owner's
-    forward, and PEFT's FSDP auto-wrap policy isolates leaf modules with a trainable ``weight``.
+    Both are zero at init, so the base model is unchanged. A leaf module whose own forward reads ``weight``:
+    ZeRO-3 gathers parameters only inside their owner's forward, and PEFT's FSDP auto-wrap policy isolates leaf
+    modules with a trainable ``weight``.
     """
 
-    def __init__(self, num_heads: int, feature_dim: int, head_dim: int, device=None):
+    def __init__(self, num_heads: int, feature_dim: int, head_dim: int, bias: bool, device=None):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(num_heads, feature_dim, head_dim, device=device))
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(num_heads, 1, head_dim, device=device))
+        else:
+            self.register_parameter("bias", None)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.bmm(features, self.weight)  # (H,N,F) @ (H,F,D) -> (H,N,D)
+        if self.bias is None:
+            return torch.bmm(features, self.weight)  # (H,N,F) @ (H,F,D) -> (H,N,D)
+        return torch.baddbmm(self.bias, features, self.weight)  # (H,1,D) + (H,N,F) @ (H,F,D) -> (H,N,D)
 
 
 class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
@@ -80,43 +91,75 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
         self.reference_kernel = nn.ModuleDict()
         self.use_reference = False
 
-    def update_layer(self, adapter_name: str, feature_map: str, feature_dim: int | None) -> None:
+    def update_layer(self, adapter_name: str, feature_map: str, feature_dim: int | None, memory_bias: bool) -> None:
         device = next(self.base_layer.parameters()).device
         phi = build_feature_map(feature_map, self.num_heads, self.head_dim, feature_dim, device)
         self.prefixmemory_kernel[adapter_name] = phi
-        self.prefixmemory_memory[adapter_name] = Memory(self.num_heads, phi.feature_dim, self.head_dim, device)
+        memory = Memory(self.num_heads, phi.feature_dim, self.head_dim, memory_bias, device)
+        self.prefixmemory_memory[adapter_name] = memory
         self.set_adapter(self.active_adapters)
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         raise ValueError(NO_MERGE_MESSAGE)
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    def unmerge(self) -> None:
+        warnings.warn("Already unmerged. Nothing to do.", stacklevel=2)  # nothing is ever merged
+
+    def forward(self, x: torch.Tensor, *args, adapter_names: list[str] | None = None, **kwargs) -> torch.Tensor:
         q = self.base_layer(x, *args, **kwargs)
-        self.slot.term = None if self.disable_adapters else self.memory_term(q)
+        if self.disable_adapters:
+            self.slot.term = None
+        elif adapter_names is None:
+            self.slot.term = self.memory_term(q)
+        else:
+            self.slot.term = self.mixed_batch_term(q, adapter_names)
         return q
 
-    def memory_term(self, q: torch.Tensor) -> torch.Tensor | None:
-        """phi(q) @ M summed over the active adapters, per token and head: (tokens, heads, head_dim).
+    def memory_term(self, q: torch.Tensor, adapters: tuple[str, ...] | None = None) -> torch.Tensor | None:
+        """phi(q) @ M (+ bias) summed over ``adapters`` (default: the active ones), per token and head: (N, H, D).
 
         Computed heads first, one batched matmul per adapter, and returned as a transposed view of that result:
         the o_proj wrapper adds it to its input in one strided add, with no transpose copy forward or backward.
-        None when no active adapter has a memory here (``layers`` left this layer out for that adapter).
+        None when none of the adapters has a memory here (``layers`` left this layer out for that adapter).
         """
         memories, kernels = self._memory_source()
         heads_first = q.reshape(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (N,H,D) -> (H,N,D)
         term = None
-        for name in self.active_adapters:
+        for name in self.active_adapters if adapters is None else adapters:
             if name not in memories:
                 continue
             memory = memories[name]
             features = kernels[name](self._in_memory_dtype(heads_first, memory.weight))  # phi: (H,N,D) -> (H,N,F)
-            adapter_term = memory(features)  # (H,N,F) @ (H,F,D) -> (H,N,D)
+            adapter_term = memory(features)  # (H,N,F) @ (H,F,D) (+ (H,1,D)) -> (H,N,D)
             term = adapter_term if term is None else term + adapter_term
         if term is None:
             return None
         if term.dtype != q.dtype:
             term = term.to(q.dtype)
         return term.transpose(0, 1)  # (H,N,D) -> (N,H,D), a view
+
+    def mixed_batch_term(self, q: torch.Tensor, adapter_names: list[str]) -> torch.Tensor | None:
+        """The memory term of a batch whose row b uses adapter ``adapter_names[b]`` ("__base__": none).
+
+        q keeps its batch dimension here, (B, T, H*D) or (B, T, H, D), so rows are grouped by adapter and each
+        group gets one batched matmul per layer; the result is (B*T, H, D) like ``memory_term``'s.
+        """
+        if len(adapter_names) != q.shape[0]:
+            raise ValueError(
+                "Length of `adapter_names` should be the same as the number of inputs, but got "
+                f"{len(adapter_names)} and {q.shape[0]} respectively."
+            )
+        by_row = q.reshape(q.shape[0], -1, self.num_heads, self.head_dim)  # (B,T,H,D)
+        term = None
+        for name in dict.fromkeys(adapter_names):
+            rows = [row for row, row_name in enumerate(adapter_names) if row_name == name]
+            group_term = self.memory_term(by_row[rows], (name,))
+            if group_term is None:  # "__base__", or an adapter without a memory in this layer
+                continue
+            if term is None:
+                term = q.new_zeros(by_row.shape)
+            term[rows] = group_term.reshape(len(rows), *by_row.shape[1:])
+        return None if term is None else term.reshape(-1, self.num_heads, self.head_dim)
 
     def _memory_source(self) -> tuple[nn.ModuleDict, nn.ModuleDict]:
         if self.use_reference:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
+from functools import partial
 
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
@@ -62,7 +64,33 @@ class PrefixMemoryModel(BaseTuner):
             )
             setattr(target, layout.query_module, query_layer)
             setattr(target, layout.output_module, MemoryInjector(getattr(target, layout.output_module), slot))
-        query_layer.update_layer(adapter_name, peft_config.feature_map, peft_config.feature_dim)
+        query_layer.update_layer(
+            adapter_name, peft_config.feature_map, peft_config.feature_dim, peft_config.memory_bias
+        )
+
+    @contextmanager
+    def _enable_peft_forward_hooks(self, *args, **kwargs):
+        """``model(..., adapter_names=[...])`` / ``generate``: row b of the batch uses adapter ``adapter_names[b]``.
+
+        PeftModel calls this around every forward and generate; without ``adapter_names`` it adds nothing. With
+        them, each PrefixMemory layer gets the names as a forward argument for the duration of the call.
+        """
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is None:
+            yield
+            return
+        layers = [module for module in self.model.modules() if isinstance(module, PrefixMemoryLayer)]
+        _check_adapter_names(adapter_names, layers, self.training)
+        num_beams = kwargs.get("num_beams")
+        if isinstance(num_beams, int) and num_beams > 1:  # generate repeats each input row num_beams times
+            adapter_names = [name for name in adapter_names for _ in range(num_beams)]
+        hook = partial(_pass_adapter_names, adapter_names=list(adapter_names))
+        handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in layers]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def _cast_adapter_dtype(self, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
         """Memories are created in fp32 on the base layer's device and stay so; nothing to cast."""
@@ -78,3 +106,20 @@ class PrefixMemoryModel(BaseTuner):
                 if isinstance(child, (PrefixMemoryLayer, MemoryInjector)):
                     setattr(module, name, child.base_layer)
         return self.model
+
+
+def _check_adapter_names(adapter_names, layers: list[PrefixMemoryLayer], training: bool) -> None:
+    """The errors PEFT's LoRA gives for a mixed-adapter batch, before any forward work."""
+    if training:
+        raise ValueError("Cannot pass `adapter_names` when the model is in training mode.")
+    if not isinstance(adapter_names, (list, tuple)) or not all(isinstance(name, str) for name in adapter_names):
+        raise TypeError(f"Got adapter names of type {type(adapter_names)}, expected a list of str.")
+    known = set().union(*(layer.prefixmemory_memory.keys() for layer in layers))
+    unknown = {name for name in adapter_names if name != "__base__"} - known
+    if unknown:
+        raise ValueError(f"Trying to infer with non-existing adapter(s): {', '.join(sorted(unknown))}")
+
+
+def _pass_adapter_names(module, args, kwargs, adapter_names):
+    kwargs["adapter_names"] = adapter_names
+    return args, kwargs

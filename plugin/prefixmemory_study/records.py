@@ -33,14 +33,20 @@ def alpaca_records(name: str, dataset_dir: str | Path) -> tuple[list[dict], dict
 
 
 def read_records(source: str, dataset_dir: str | Path = "data") -> list:
-    """Records of a file (.json list, .jsonl, or .txt: one text per line) or of a dataset registered with a local
-    ``file_name`` in ``dataset_dir``/dataset_info.json."""
+    """Records of a file (.json list, .jsonl, or .txt: one text per line) or of a dataset registered in
+    ``dataset_dir``/dataset_info.json, with a local ``file_name`` or an ``hf_hub_url`` (its subset and split)."""
     path = Path(source)
     if not path.is_file():
         entry = read_registry(dataset_dir).get(source, {})
+        if "hf_hub_url" in entry:
+            from datasets import load_dataset
+
+            split = entry.get("split", "train")
+            return list(load_dataset(entry["hf_hub_url"], entry.get("subset"), split=split))
         if "file_name" not in entry:
             raise ValueError(
-                f"`{source}` is neither a file nor a dataset with a local file_name in {Path(dataset_dir) / REGISTRY}."
+                f"`{source}` is neither a file nor a dataset with a local file_name or an hf_hub_url in "
+                f"{Path(dataset_dir) / REGISTRY}."
             )
         path = Path(dataset_dir) / entry["file_name"]
     text = path.read_text(encoding="utf-8")
@@ -58,12 +64,12 @@ def user_text(record: dict, columns: dict = ALPACA_COLUMNS) -> str:
 
 def record_text(record) -> str:
     """The text a record shows the model: a string as is; an alpaca record's user turn; else ``text``, ``prompt``,
-    ``query`` or ``content``."""
+    ``query``, ``content``, ``question`` (TruthfulQA) or ``problem``."""
     if isinstance(record, str):
         return record
     if "instruction" in record:
         return user_text(record)
-    for key in ("text", "prompt", "query", "content"):
+    for key in ("text", "prompt", "query", "content", "question", "problem"):
         if isinstance(record.get(key), str):
             return record[key]
     raise ValueError(f"cannot find the text of record with keys {sorted(record)}: expected instruction/input or text.")

@@ -17,7 +17,7 @@ from prefixmemory_study.bench import cli, presets, runner
 from prefixmemory_study.bench.report import TARGETS
 
 ARGS = ["--preset", "tiny", "--device", "cpu", "--threads", "1", "--warmup", "0", "--repeats", "2"]
-TIMED = ("train_step_s", "train_tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s")
+TIMED = ("train_step_s", "train_tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s", *presets.LATENCY_FIGURES)
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +56,46 @@ def test_figures_are_positive_where_measured(run):
     assert 0 < by_method["pmt-elu"]["trainable_params"] < by_method["lora-r32"]["trainable_params"]
 
 
+def test_lora_baselines_count_their_targets(run):
+    report, _, _ = run
+    by_method = {result["method"]: result for result in report["results"]}
+    model = presets.PRESETS["tiny"].model
+    d, layers, ffn = model["hidden_size"], model["num_hidden_layers"], model["intermediate_size"]
+    kv = d // model["num_attention_heads"] * model["num_key_value_heads"]
+    # rank * (in + out) per adapted linear: q (d -> d) and v (d -> kv) only, or all seven linears of a block.
+    qv = 32 * ((d + d) + (d + kv))
+    every = qv + 32 * ((d + kv) + (d + d) + 2 * (d + ffn) + (ffn + d))
+    assert by_method["lora-qv-r32"]["trainable_params"] == layers * qv
+    assert by_method["lora-r32"]["trainable_params"] == layers * every
+
+
+def test_prefix_variants_are_labelled_and_counted(run):
+    report, printed, _ = run
+    by_method = {result["method"]: result for result in report["results"]}
+    model = presets.PRESETS["tiny"].model
+    layers = model["num_hidden_layers"]
+    kv = model["hidden_size"] // model["num_attention_heads"] * model["num_key_value_heads"]
+    # A key and a value of the KV width per virtual token and layer.
+    assert by_method["prefix-32"]["trainable_params"] == 32 * layers * 2 * kv
+    # Reparameterised: an embedding of 32 x kv, then kv -> kv (tanh) -> layers * 2 * kv, with biases.
+    mlp = 32 * kv + (kv * kv + kv) + (kv * layers * 2 * kv + layers * 2 * kv)
+    assert by_method["prefix-32-mlp"]["trainable_params"] == mlp
+    assert "`prefix-32`: prefix tuning, 32 virtual tokens, no reparameterisation" in printed
+    assert "`prefix-32-mlp`: prefix tuning, 32 virtual tokens, through PEFT's two-layer MLP" in printed
+    assert "`lora-qv-r32`: LoRA rank 32 on q_proj and v_proj only" in printed
+
+
 def test_ratios_and_targets(run):
     report, _, _ = run
     assert report["ratios"]["lora-r32"]["train_step_s/lora-r32"] == pytest.approx(1.0)
+    assert report["ratios"]["lora-qv-r32"]["peak_mem_bytes/lora-qv-r32"] == pytest.approx(1.0)
+    by_method = {result["method"]: result for result in report["results"]}
+    pmt, qv = by_method["pmt-elu"], by_method["lora-qv-r32"]
+    assert report["ratios"]["pmt-elu"]["train_step_s/lora-qv-r32"] == pytest.approx(
+        pmt["train_step_s"] / qv["train_step_s"]
+    )
+    for figure in presets.LATENCY_FIGURES:
+        assert report["ratios"]["pmt-elu"][f"{figure}/base"] == pytest.approx(pmt[figure] / by_method["base"][figure])
     assert report["ratios"]["base"]["decode_tokens_per_s/base"] == pytest.approx(1.0)
     assert [(t["method"], t["figure"], t["reference"]) for t in report["targets"]] == [
         target[:3] for target in TARGETS
@@ -71,7 +108,53 @@ def test_markdown_table_printed(run):
     assert "| method | train step (s) |" in printed
     for method in presets.METHODS:
         assert f"| {method} |" in printed
-    assert "train_step / lora-r32" in printed and "targets:" in printed
+    assert "train_step / lora-r32" in printed and "train_step / lora-qv-r32" in printed and "targets:" in printed
+    assert "| method | TTFT b1 (ms) | TBT b1 (ms) | TPS b1 | TTFT b2 (ms) | TBT b2 (ms) | TPS b2 |" in printed
+    assert "| method | ttft_b1 / base | tbt_b1 / base | tps_b1 / base |" in printed
+
+
+class FakeClock:
+    """A clock that moves only when told: the delays below are the only time that passes."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_latency_splits_first_token_from_later_ones(monkeypatch):
+    """TTFT is the prefill (and its token) alone; TBT the mean of the later steps; TPS counts every token."""
+    clock, prefill_s, step_s, steps = FakeClock(), 0.5, 0.01, 4
+    monkeypatch.setitem(runner.CLOCKS, "fake", clock)
+    spec = cli.make_spec(cli.parse_args(ARGS))
+    spec.clock, spec.decode_tokens = "fake", steps
+    measured = runner.Runner("base", spec, runner._input_ids(spec))
+    prefill, step_model = measured._prefill, measured.step_model
+    calls = []
+
+    def slow_prefill(input_ids):
+        calls.append(("prefill", input_ids.shape[0]))
+        clock.now += prefill_s * input_ids.shape[0]
+        return prefill(input_ids)
+
+    def slow_step(**kwargs):
+        calls.append(("step", kwargs["input_ids"].shape[0]))
+        clock.now += step_s
+        return step_model(**kwargs)
+
+    measured._prefill, measured.step_model = slow_prefill, slow_step
+    for kind in ("infer", "infer-b1"):
+        measured.sample(kind)
+    result = measured.result()
+    batch = spec.batch_size
+    assert calls == [("prefill", batch), *[("step", batch)] * steps, ("prefill", 1), *[("step", 1)] * steps]
+    assert result["ttft_b1_s"] == pytest.approx(prefill_s)
+    assert result["tbt_b1_s"] == pytest.approx(step_s)
+    assert result["tps_b1"] == pytest.approx((steps + 1) / (prefill_s + steps * step_s))
+    assert result["ttft_bN_s"] == pytest.approx(prefill_s * batch)
+    assert result["tbt_bN_s"] == pytest.approx(step_s)
+    assert result["tps_bN"] == pytest.approx(batch * (steps + 1) / (prefill_s * batch + steps * step_s))
 
 
 def test_plot_written(run):

@@ -9,6 +9,7 @@ oneCCL is absent, so nothing here selects a backend.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -31,9 +32,14 @@ TIMEOUT = 900
 STEPS = 6  # per run; checkpoints every SAVE_EVERY steps
 SAVE_EVERY = 2
 GLOBAL_BATCH = 2
-MEMORY_SHAPE = (4, 16, 16)  # tiny qwen2: 4 query heads, head_dim 16
-MEMORY_KEYS = [f"base_model.model.model.layers.{i}.self_attn.q_proj.prefixmemory_memory.weight" for i in range(2)]
-MEMORY_NUMEL = len(MEMORY_KEYS) * MEMORY_SHAPE[0] * MEMORY_SHAPE[1] * MEMORY_SHAPE[2]
+# tiny qwen2: 4 query heads, head_dim 16; M and its bias in each of the 2 layers
+MEMORY_SHAPES = {
+    f"base_model.model.model.layers.{i}.self_attn.q_proj.prefixmemory_memory.{part}": shape
+    for i in range(2)
+    for part, shape in (("weight", (4, 16, 16)), ("bias", (4, 1, 16)))
+}
+MEMORY_KEYS = sorted(MEMORY_SHAPES)
+MEMORY_NUMEL = sum(math.prod(shape) for shape in MEMORY_SHAPES.values())
 RTOL = {"loss": 1e-5}  # relative, per logged value; the rest (grad_norm, rewards): RTOL_OTHER
 RTOL_OTHER = 1e-4  # tolerances: see test_dist_equivalence.py
 ATOL_MEMORY = 1e-5
@@ -115,6 +121,6 @@ def assert_same_training(run: Path, reference: Path, keys=("loss", "grad_norm"))
 def assert_same_memories(got: dict, want: dict) -> None:
     assert sorted(got) == sorted(want) == MEMORY_KEYS
     for key in MEMORY_KEYS:
-        assert tuple(got[key].shape) == MEMORY_SHAPE, f"{key}: {tuple(got[key].shape)} is not the full memory"
+        assert tuple(got[key].shape) == MEMORY_SHAPES[key], f"{key}: {tuple(got[key].shape)} is not the full memory"
         assert want[key].abs().max() > 0.05  # trained well away from zero: the comparison means something
         torch.testing.assert_close(got[key], want[key], rtol=0, atol=ATOL_MEMORY, msg=key)

@@ -65,6 +65,15 @@ def adapters(tiny_model, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def short_prefix_adapter(tiny_model, tmp_path_factory) -> Path:
+    """A prefix-tuning adapter with half the prefix of ``adapters["prefix"]``: Table 10's prefix-length sweep."""
+    from peft import PrefixTuningConfig
+
+    config = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=PREFIX_LENGTH // 2)
+    return _save_adapter(tiny_model, config, tmp_path_factory.mktemp("adapters") / "prefix_short")
+
+
+@pytest.fixture(scope="session")
 def texts_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("texts") / "texts.json"
     path.write_text(json.dumps(TEXTS))

@@ -1,12 +1,14 @@
 """prefixmemory-diagnose: every command writes its JSON and a PNG, on the tiny model with all three adapter kinds."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from prefixmemory_study.diagnostics import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -93,3 +95,29 @@ def test_adapter_names_default_to_the_kind_and_may_hold_equals_signs(adapters):
     assert [s.name for s in specs] == ["Prefix (p=8)", "Prefix (p=8) #2", "PMT", "LoRA"]
     assert [s.peft_type for s in specs] == ["PREFIX_TUNING", "PREFIX_TUNING", "PREFIXMEMORY", "LORA"]
     assert [s.num_virtual_tokens for s in specs] == [8, 8, 0, 0]
+
+
+def test_cka_tables_9_and_10_on_truthfulqa(tiny_model, adapters, short_prefix_adapter, tmp_path):
+    """The paper's setting in miniature: TruthfulQA as registered, the adapters of Table 9 and a prefix sweep."""
+    short = short_prefix_adapter
+    written = cli.main(["cka", "--model", str(tiny_model), "--data", "truthfulqa_sample", "--dataset-dir",
+                        str(REPO / "data"), "--layer", "1", "--output-dir", str(tmp_path), "--adapter",
+                        str(adapters["prefix"]), "--adapter", f"PMT={adapters['pmt']}", "--adapter",
+                        str(adapters["lora"]), "--adapter", str(short)])  # fmt: skip
+    questions = [row["question"] for row in json.loads((REPO / "data" / "truthfulqa_sample.json").read_text())]
+    assert written["texts"] == len(questions) == 6
+    cka = {r["name"]: r["cka"] for r in written["results"]}
+    table = (tmp_path / "cka.md").read_text().splitlines()
+    assert table[:3] == ["| Method | CKA similarity, layer 1 |", "|---|---|", "| Base Model | 1.0000 |"]
+    assert table[3:] == [f"| {name} | {cka[name]:.4f} |" for name in ("PMT", "LoRA", "Prefix (p=4)", "Prefix (p=8)")]
+
+
+def test_registered_hub_datasets_are_read_from_the_hub(tmp_path, monkeypatch):
+    import datasets
+
+    from prefixmemory_study import records
+
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kw: calls.append((args, kw)) or [{"question": "q"}])
+    texts = [records.record_text(r) for r in records.read_records("truthfulqa", REPO / "data")]
+    assert texts == ["q"] and calls == [(("truthfulqa/truthful_qa", "generation"), {"split": "validation"})]

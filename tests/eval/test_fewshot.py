@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from prefixmemory_study import predict
 from prefixmemory_study.fewshot import data as fewshot_data
 from prefixmemory_study.fewshot import study as fewshot
 from prefixmemory_study.records import user_text
@@ -54,8 +55,36 @@ def test_train_records_each_round_of_each_recipe(tmp_path, capsys):
 
 def test_recipe_without_a_round_is_refused(tmp_path, tiny_model, fewshot_data_dir):
     recipe = _recipe(tmp_path / "r.yaml", tiny_model, fewshot_data_dir, dataset="bbh_date_test")
-    with pytest.raises(ValueError, match="must name a round"):
+    with pytest.raises(ValueError, match="must name rounds of one task"):
         fewshot.main(["train", str(recipe), "--runs-dir", str(tmp_path), "--no-train"])
+
+
+@pytest.mark.parametrize(
+    "dataset, task",
+    [("bbh_date_round1", ("bbh_date", "")), ("bbh_date_round1,bbh_date_round2", ("bbh_date", "")),
+     ("goemotions_round1_sample, goemotions_round2_sample", ("goemotions", "_sample"))],
+)  # fmt: skip
+def test_combined_rounds_name_their_task(dataset, task):
+    assert fewshot.round_task(dataset) == task
+
+
+@pytest.mark.parametrize("dataset", ["bbh_date_round1,dbpedia_round2", "bbh_date_round1,bbh_date_round2_sample", ""])
+def test_rounds_of_two_tasks_are_refused(dataset):
+    with pytest.raises(ValueError, match="`dataset` must name rounds of one task"):
+        fewshot.round_task(dataset)
+
+
+def test_growing_runs_combine_the_rounds_one_after_another(tmp_path, tiny_model, fewshot_data_dir):
+    recipe = _recipe(tmp_path / "r.yaml", tiny_model, fewshot_data_dir, dataset="bbh_date_round1,bbh_date_round2")
+    fewshot.main(["train", str(recipe), "--growing", "--rounds", "1", "2", "3", "--runs-dir", str(tmp_path),
+                  "--no-train"])  # fmt: skip
+    runs = json.loads((tmp_path / "fewshot_runs.json").read_text())["runs"]
+    assert [(r["task"], r["protocol"], r["config"]["dataset"], r["train_examples"]) for r in runs] == [
+        ("bbh_date", "growing", "bbh_date_round1", 6),
+        ("bbh_date", "growing", "bbh_date_round1,bbh_date_round2", 12),
+        ("bbh_date", "growing", "bbh_date_round1,bbh_date_round2,bbh_date_round3", 18),
+    ]
+    assert Path(runs[2]["output_dir"]).name == "rounds1-3"
 
 
 def test_two_recipes_with_one_label_are_refused(tmp_path, tiny_model, fewshot_data_dir):
@@ -70,14 +99,17 @@ def test_predict_configs_keep_what_loading_the_model_needs(tmp_path):
     run_config = {"model_name_or_path": "m", "finetuning_type": "prefix", "disable_gradient_checkpointing": True,
                   "template": "qwen", "cutoff_len": 1024, "dataset_dir": "data", "learning_rate": 1e-3,
                   "prefix_num_virtual_tokens": 32, "dataset": "bbh_date_round1"}  # fmt: skip
-    args = fewshot.build_parser().parse_args(["eval", "--set", "per_device_eval_batch_size=2"])
-    config = fewshot.predict_config(run_config, args, "bbh_date_test,banking77_ood", tmp_path, tmp_path / "ckpt")
+    overrides = predict.parse_overrides(["per_device_eval_batch_size=2"])
+    config = predict.predict_config(run_config, "bbh_date_test,banking77_ood", tmp_path, tmp_path / "ckpt",
+                                    overrides=overrides)  # fmt: skip
     assert config["adapter_name_or_path"] == str(tmp_path / "ckpt") and config["disable_gradient_checkpointing"]
     assert config["do_predict"] and config["predict_with_generate"] and config["do_sample"] is False
     assert config["per_device_eval_batch_size"] == 2 and config["eval_dataset"] == "bbh_date_test,banking77_ood"
     assert not {"learning_rate", "prefix_num_virtual_tokens", "dataset"} & set(config)
-    full = fewshot.predict_config({**run_config, "finetuning_type": "full"}, args, "x", tmp_path, tmp_path / "ckpt")
+    full = predict.predict_config({**run_config, "finetuning_type": "full"}, "x", tmp_path, tmp_path / "ckpt")
     assert full["model_name_or_path"] == str(tmp_path / "ckpt") and "adapter_name_or_path" not in full
+    base = predict.predict_config(run_config, "x", tmp_path, None)  # no adapter: nothing is added to the model
+    assert base["finetuning_type"] == "lora" and "adapter_name_or_path" not in base
 
 
 def test_checkpoints_are_listed_by_step_and_the_final_save_replaces_its_twin(tmp_path):
@@ -157,6 +189,25 @@ def test_eval_and_plot_through_llamafactory(tiny_model, adapters, fewshot_data_d
     table = (runs / "fewshot_table.md").read_text()
     assert "| Dataset | tiny-qwen2: PMT | ICL |" in table and "| BigBench | **66.7** |" in table
     assert (runs / "pareto_bbh_date.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_growing_data_trains_evaluates_and_draws_through_llamafactory(tiny_model, fewshot_data_dir, tmp_path):
+    """Figures 5, 8, 9: rounds 1..k combined, trained and predicted by llamafactory-cli; Table 1 leaves them out."""
+    recipe = _recipe(tmp_path / "pmt.yaml", tiny_model, fewshot_data_dir, max_steps=1)
+    runs = tmp_path / "runs"
+    fewshot.main(["train", str(recipe), "--growing", "--rounds", "2", "--runs-dir", str(runs)])  # rounds 1 and 2
+    config = yaml.safe_load((runs / "configs" / "tiny-qwen2_PMT_bbh_date_rounds1-2.yaml").read_text())
+    assert config["dataset"] == "bbh_date_round1,bbh_date_round2"
+    fewshot.main(["eval", "--runs-dir", str(runs), "--checkpoints", "final", "--max-samples", "2",
+                  "--max-new-tokens", "2", "--set", "preprocessing_num_workers=1"])  # fmt: skip
+    results = json.loads((runs / "fewshot_results.json").read_text())
+    assert [(r["protocol"], r["train_examples"], r["iid"]["total"]) for r in results["evaluations"]] == [
+        ("growing", 12, 2)
+    ]
+    assert results["summary"] == []
+    fewshot.main(["plot", "--runs-dir", str(runs)])
+    assert (runs / "growth_bbh_date.png").read_bytes().startswith(b"\x89PNG")
+    assert not (runs / "pareto_bbh_date.png").exists()
 
 
 @pytest.mark.slow

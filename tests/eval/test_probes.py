@@ -63,11 +63,15 @@ def test_alpha_equals_the_softmax_mass_computed_from_q_and_the_prefix_keys(tiny_
 
 
 def _memory_term(adapters, layer: int, q: torch.Tensor) -> torch.Tensor:
-    """elu(q) @ M per head with the memory read from the saved adapter file: (T, H*D)."""
+    """elu(q) @ M + bias per head with the memory read from the saved adapter file: (T, H*D)."""
     weights = load_file(adapters["pmt"] / "adapter_model.safetensors")
-    memory = next(v for k, v in weights.items() if f"layers.{layer}." in k and "prefixmemory_memory" in k)
+    saved = {
+        k.rsplit(".", 1)[1]: v for k, v in weights.items() if f"layers.{layer}." in k and "prefixmemory_memory" in k
+    }
+    memory = saved["weight"]
     heads, dim = memory.shape[0], memory.shape[-1]
     term = torch.einsum("thd,hde->the", F.elu(q.view(-1, heads, dim)), memory)  # (T,H,D) x (H,D,D) -> (T,H,D)
+    term = term + saved["bias"][:, 0]  # (H,1,D): the same for every token
     return term.reshape(q.shape[0], heads * dim)
 
 

@@ -61,12 +61,12 @@ def test_bare_letters_only_count_for_option_label_sets():
     assert scoring.match("a", BBH) == "(A)"
 
 
-def test_everything_the_recipe_pack_rule_accepts_is_accepted():
-    pairs = [("(a)", "(A)"), ("Company.", "Company"), ("  joy \nsecond line", "joy"), ("ANGER", "anger"),
-             ("card_arrival...", "card_arrival"), ("Company", "Company"), ("neutral", "joy")]  # fmt: skip
-    for prediction, gold in pairs:
-        if scoring.first_line(prediction) == scoring.first_line(gold):
-            assert scoring.score([prediction], [gold])["correct"] == 1, prediction
+def test_first_line_case_and_final_periods():
+    """The edge cases of the first-line step, each scored as a whole file of predictions would be."""
+    predictions = ["(B)", " Joy.\nbecause ...", "(C) 03/08/2024", "", "ANGER", "card_arrival...", "neutral"]
+    golds = ["(B)", "joy", "(C)", "neutral", "anger", "card_arrival", "joy"]
+    correct = [scoring.score([p], [g])["correct"] for p, g in zip(predictions, golds, strict=True)]
+    assert correct == [1, 1, 0, 0, 1, 1, 0]
 
 
 def test_off_label_predictions_are_counted():

@@ -23,6 +23,8 @@ def _train_args(**overrides):
         (dict(pmt_feature_map="mlp", pmt_feature_dim=0), "`pmt_feature_dim` must be a positive integer, got 0"),
         (dict(pmt_layers="0-x"), "`pmt_layers` must be `all`, a list like `0,2,4` or a range like `0-11`"),
         (dict(pmt_layers="1,1"), "`pmt_layers` has duplicates"),
+        (dict(pmt_memory_bias="maybe"), "`pmt_memory_bias` must be true or false, got 'maybe'"),
+        (dict(finetuning_type="lora", pmt_memory_bias=False), "`pmt_memory_bias` is only valid with finetuning_type"),
         (dict(lora_rank=16), "`lora_rank` does not apply to finetuning_type: prefixmemory (got 16)"),
         (dict(use_dora=True), "`use_dora` does not apply to finetuning_type: prefixmemory"),
         (dict(pissa_init=True), "`pissa_init` does not apply to finetuning_type: prefixmemory"),
@@ -64,7 +66,9 @@ def test_vllm_refuses_an_adapter_and_says_to_export(tmp_path, monkeypatch):
 def test_cli_reports_error_and_exits_nonzero_before_loading(train_config, tmp_path):
     result = run_cli("train", train_config(pmt_layers="7"), tmp_path, check=False)
     assert result.returncode != 0
-    assert "`layers` [7] out of range: the model has 2 decoder layers." in result.stderr
+    assert "error: `pmt_layers` [7] out of range: the model in `model_name_or_path` " in result.stderr
+    assert "has 2 decoder layers (0-1)." in result.stderr
+    assert "Traceback" not in result.stderr
     assert "trainable params" not in result.stderr + result.stdout
 
 

@@ -101,5 +101,5 @@ def test_export_refuses_to_write_into_the_adapter_folder(tiny_qwen2, trained_ada
         "finetuning_type": "prefixmemory", "template": "qwen", "export_dir": str(trained_adapter),
     }  # fmt: skip
     result = run_cli("export", config, tmp_path, check=False)
-    assert result.returncode != 0 and "is an input folder" in result.stderr
+    assert result.returncode != 0 and "the run would write into a folder it reads" in result.stderr
     assert {p.name: p.stat().st_mtime_ns for p in trained_adapter.iterdir()} == before

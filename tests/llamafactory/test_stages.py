@@ -1,13 +1,14 @@
 """Every training stage trains a PrefixMemory adapter through the unmodified llamafactory-cli."""
 
+import json
 from pathlib import Path
 
 import pytest
 from lfcli import LOG2, logged_losses, run_cli
 from safetensors.torch import load_file
 
-# tiny qwen2: 2 layers, 4 query heads, head_dim 16
-MEMORY_SHAPE = (4, 16, 16)
+# tiny qwen2: 2 layers, 4 query heads, head_dim 16; M and its bias in each layer
+MEMORY_SHAPES = {"weight": (4, 16, 16), "bias": (4, 1, 16)}
 
 STAGES = {
     "sft": dict(val_size=0.1, eval_strategy="steps", eval_steps=15, plot_loss=True),
@@ -44,10 +45,12 @@ def test_stage_trains_and_saves_adapter_only(name, train_config, tmp_path):
         assert losses[0] == pytest.approx(LOG2, abs=1e-3)  # memory starts at zero: policy == reference
 
     tensors = _adapter_tensors(out, *(["value_head.safetensors"] if name == "rm" else []))
-    assert sorted(tensors) == [
-        f"base_model.model.model.layers.{i}.self_attn.q_proj.prefixmemory_memory.weight" for i in range(2)
-    ]
-    assert all(tuple(t.shape) == MEMORY_SHAPE and t.abs().sum() > 0 for t in tensors.values())
+    assert sorted(tensors) == sorted(
+        f"base_model.model.model.layers.{i}.self_attn.q_proj.prefixmemory_memory.{part}"
+        for i in range(2)
+        for part in MEMORY_SHAPES
+    )
+    assert all(tuple(t.shape) == MEMORY_SHAPES[k.rsplit(".", 1)[1]] and t.abs().sum() > 0 for k, t in tensors.items())
     if name == "sft":
         assert (out / "training_loss.png").is_file() and (out / "training_eval_loss.png").is_file()
         assert logged_losses(out, "eval_loss")
@@ -55,9 +58,10 @@ def test_stage_trains_and_saves_adapter_only(name, train_config, tmp_path):
 
 def test_cli_flag_form_and_feature_map_choice(train_config, tiny_qwen2, toy_data, tmp_path):
     """The `--key value` form hits argparse choices, which must list prefixmemory."""
-    config = train_config(max_steps=2, pmt_feature_map="mlp", pmt_feature_dim=8, pmt_layers="1")
+    config = train_config(max_steps=2, pmt_feature_map="mlp", pmt_feature_dim=8, pmt_layers="1", pmt_memory_bias=False)
     flags = [f"--{key}={value}" for key, value in config.items()]
     run_cli("train", None, tmp_path, *flags)
+    assert json.loads((Path(config["output_dir"]) / "adapter_config.json").read_text())["memory_bias"] is False
     tensors = load_file(Path(config["output_dir"]) / "adapter_model.safetensors")
     shapes = {key.split("self_attn.")[1]: tuple(t.shape) for key, t in tensors.items()}
     assert all(".layers.1." in key for key in tensors)
@@ -73,4 +77,4 @@ def test_llama_templates(template, train_config, tiny_llama, tmp_path):
     config = train_config(model_name_or_path=str(tiny_llama), template=template, max_steps=2)
     run_cli("train", config, tmp_path)
     tensors = _adapter_tensors(Path(config["output_dir"]))
-    assert len(tensors) == 2 and all(t.abs().sum() > 0 for t in tensors.values())
+    assert len(tensors) == 4 and all(t.abs().sum() > 0 for t in tensors.values())  # M and bias, 2 layers

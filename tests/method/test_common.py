@@ -81,12 +81,15 @@ def test_save_load_roundtrip(tiny_model, sample_ids, tmp_path, architecture, con
     num_layers, heads, head_dim = geometry(model)
     state = load_file(tmp_path / "adapter_model.safetensors")
     memories = {key: tensor for key, tensor in state.items() if "prefixmemory_memory" in key}
-    assert len(memories) == num_layers
+    assert len(memories) == 2 * num_layers  # M and its bias
+    feature_dim = config_kwargs.get("feature_dim") or head_dim
     for index in range(num_layers):
-        (key,) = [key for key in memories if f".layers.{index}." in key]
-        feature_dim = config_kwargs.get("feature_dim") or head_dim
-        assert tuple(memories[key].shape) == (heads, feature_dim, head_dim)
-        assert torch.equal(memories[key], values[index].memory)
+        (weight,) = [key for key in memories if f".layers.{index}." in key and key.endswith("memory.weight")]
+        (bias,) = [key for key in memories if f".layers.{index}." in key and key.endswith("memory.bias")]
+        assert tuple(memories[weight].shape) == (heads, feature_dim, head_dim)
+        assert tuple(memories[bias].shape) == (heads, 1, head_dim)
+        assert torch.equal(memories[weight], values[index].memory)
+        assert torch.equal(memories[bias], values[index].memory_bias)
     assert len(state) == len(layer_tensors(values)), "the saved file holds more or less than the adapter"
 
     loaded = PeftModel.from_pretrained(tiny_model(architecture), tmp_path).eval()

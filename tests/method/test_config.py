@@ -79,3 +79,21 @@ def test_bad_adapter_config_on_load(tiny_model, tmp_path):
         json.dumps({"peft_type": "PREFIXMEMORY", "task_type": "CAUSAL_LM", "feature_map": "softmax"})
     )
     _raises("`feature_map`", PeftModel.from_pretrained, tiny_model("llama"), tmp_path)
+
+
+def test_bad_memory_bias():
+    _raises("`memory_bias`", PrefixMemoryConfig, memory_bias="yes")
+
+
+def test_memory_bias_default_new_and_loaded(tmp_path):
+    """A new config has the bias; a saved config keeps what it says; one without the key predates it: off."""
+    assert PrefixMemoryConfig().memory_bias is True
+    for value in (True, False):
+        PrefixMemoryConfig(memory_bias=value).save_pretrained(tmp_path / str(value))
+        assert PrefixMemoryConfig.from_pretrained(tmp_path / str(value)).memory_bias is value
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "PREFIXMEMORY", "task_type": "CAUSAL_LM", "feature_map": "elu"})
+    )
+    assert PrefixMemoryConfig.from_pretrained(legacy).memory_bias is False

@@ -58,7 +58,10 @@ def test_same_feature_map_sums_memories(tiny_model, sample_ids):
     """With one element-wise phi, phi(q) @ M_a + phi(q) @ M_b == phi(q) @ (M_a + M_b): one summed adapter."""
     model, reference, values = _two_adapters(tiny_model, "mistral", dict(feature_map="elu"), dict(feature_map="elu"))
     model.base_model.set_adapter(["a", "b"])
-    summed = {i: LayerAdapter("elu", values["a"][i].memory + values["b"][i].memory) for i in values["a"]}
+    a, b = values["a"], values["b"]
+    summed = {
+        i: LayerAdapter("elu", a[i].memory + b[i].memory, memory_bias=a[i].memory_bias + b[i].memory_bias) for i in a
+    }
     torch.testing.assert_close(
         logits(model, sample_ids), eq7_logits(reference, [summed], sample_ids), atol=1e-5, rtol=1e-5
     )

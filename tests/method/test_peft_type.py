@@ -63,16 +63,15 @@ def test_config_round_trip(tmp_path):
 _FRESH_PROCESS = textwrap.dedent(
     """
     import sys
-    from peft.utils.peft_types import PeftType
-    assert "PREFIXMEMORY" not in PeftType.__members__, "PeftType was extended before anything asked for it"
+    from peft.utils.peft_types import PeftType  # the startup hook registers the method once peft is imported
+    assert "PREFIXMEMORY" in PeftType.__members__ and "prefixmemory" in sys.modules
     members = len(PeftType)
 
     from prefixmemory.peft_type import extend_peft_type
     first, second = extend_peft_type(), extend_peft_type()
     assert first is second is PeftType("PREFIXMEMORY")
-    assert len(PeftType) == members + 1
+    assert len(PeftType) == members
 
-    import prefixmemory  # the one import a user needs before loading an adapter
     from peft import PeftModel
     from safetensors.torch import save_file
     from prefixmemory_study.tiny import build_model
@@ -85,7 +84,7 @@ _FRESH_PROCESS = textwrap.dedent(
 
 @pytest.mark.filterwarnings("ignore:Could not find a config file")
 def test_fresh_process_extends_and_loads(tiny_model, tmp_path):
-    """In a new interpreter: the enum starts without the member, extending is idempotent, an adapter loads."""
+    """In a new interpreter that imports only peft: the member is there once, extending is idempotent, it loads."""
     model, _, _ = build_adapted(tiny_model("qwen3"), dict(feature_map="mlp", feature_dim=16))
     model.save_pretrained(tmp_path / "adapter")
     ids = torch.tensor([[5, 80, 300, 17, 42, 9]])

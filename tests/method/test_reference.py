@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -29,7 +31,19 @@ def test_matches_eq7(tiny_model, batch_ids, architecture, config_kwargs):
 
     expected = eq7_logits(reference, [values], batch_ids)
     assert (expected - logits(reference, batch_ids)).abs().max() > 1e-2, "memory term too small to test"
+    without_bias = {index: dataclasses.replace(layer, memory_bias=None) for index, layer in values.items()}
+    assert (expected - eq7_logits(reference, [without_bias], batch_ids)).abs().max() > 1e-2, "bias too small to test"
     torch.testing.assert_close(logits(model, batch_ids), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("architecture, config_kwargs", [case for case in TEST_CASES if "llama" not in case.id])
+def test_matches_eq7_without_bias(tiny_model, batch_ids, architecture, config_kwargs):
+    """memory_bias=False: eq. 7 as written, no bias parameter at all."""
+    model, reference, values = build_adapted(tiny_model(architecture), dict(config_kwargs, memory_bias=False))
+    assert all(key[1:] != ("memory", "bias") for key in adapter_params(model))
+    torch.testing.assert_close(
+        logits(model, batch_ids), eq7_logits(reference, [values], batch_ids), atol=1e-5, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("architecture, config_kwargs", TEST_CASES)

@@ -40,3 +40,14 @@ def test_merge_raises(tiny_model, sample_ids, architecture):
         model.merge_adapter()
     # A refused merge leaves the adapter fully in place.
     assert torch.equal(logits(model, sample_ids), before)
+
+
+def test_unmerge_is_a_noop_with_a_warning(tiny_model, sample_ids):
+    """Nothing is ever merged, so unmerging has nothing to do: like LoRA, it warns and leaves the adapter."""
+    model, _, _ = build_adapted(tiny_model("qwen2"), dict(feature_map="elu"))
+    before = logits(model, sample_ids)
+    with pytest.warns(UserWarning, match="Already unmerged. Nothing to do."):
+        model.unmerge_adapter()
+    with pytest.warns(UserWarning, match="Already unmerged. Nothing to do."):
+        model.base_model.model.model.layers[0].self_attn.q_proj.unmerge()
+    assert torch.equal(logits(model, sample_ids), before)

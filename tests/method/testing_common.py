@@ -6,7 +6,8 @@ Eq. 7 (arXiv 2506.13674), per query head h and token i of an adapted attention l
 
 ``eq7_hooks`` / ``eq7_logits`` compute it on a plain, unwrapped copy of the base model with two hooks per layer:
 a forward hook on the module whose output is q before rotary embedding (q_proj, or q_norm for Qwen3) captures q,
-and a forward pre-hook on o_proj adds ``einsum(phi(q), M)`` to o_proj's input. phi is written out here with plain
+and a forward pre-hook on o_proj adds ``einsum(phi(q), M)`` (plus the memory bias, when the adapter has one) to
+o_proj's input. phi is written out here with plain
 torch ops. Nothing from ``prefixmemory`` is used to compute the reference.
 """
 
@@ -50,12 +51,13 @@ _ADAPTER_PARAM = re.compile(r"\.layers\.(\d+)\..*prefixmemory_(memory|kernel)\.(
 
 @dataclass
 class LayerAdapter:
-    """The values of one adapter in one layer: M (H,F,D) and, for mlp, W (H,D,F) and b (H,1,F)."""
+    """The values of one adapter in one layer: M (H,F,D), its bias (H,1,D) or None, for mlp W (H,D,F), b (H,1,F)."""
 
     feature_map: str
     memory: torch.Tensor
     kernel_weight: torch.Tensor | None = None
     kernel_bias: torch.Tensor | None = None
+    memory_bias: torch.Tensor | None = None
 
 
 def geometry(model) -> tuple[int, int, int]:
@@ -65,8 +67,10 @@ def geometry(model) -> tuple[int, int, int]:
     return config.num_hidden_layers, config.num_attention_heads, head_dim
 
 
-def random_adapter(model, feature_map: str, feature_dim: int | None = None, layers=None, seed: int = 1, scale=0.5):
-    """Random nonzero values for every adapted layer: {layer index: LayerAdapter}."""
+def random_adapter(
+    model, feature_map: str, feature_dim: int | None = None, layers=None, seed: int = 1, scale=0.5, memory_bias=True
+):
+    """Random nonzero values for every adapted layer (bias included unless ``memory_bias`` is False)."""
     num_layers, heads, head_dim = geometry(model)
     features = feature_dim if feature_map == "mlp" and feature_dim else head_dim
     generator = torch.Generator().manual_seed(seed)
@@ -80,6 +84,8 @@ def random_adapter(model, feature_map: str, feature_dim: int | None = None, laye
         if feature_map == "mlp":
             values[index].kernel_weight = randn(heads, head_dim, features, std=1.0 / math.sqrt(head_dim))
             values[index].kernel_bias = randn(heads, 1, features, std=0.1)
+        if memory_bias:
+            values[index].memory_bias = randn(heads, 1, head_dim, std=scale)
     return values
 
 
@@ -88,6 +94,8 @@ def layer_tensors(values: dict[int, LayerAdapter]) -> dict[tuple[int, str, str],
     tensors = {}
     for index, layer in values.items():
         tensors[index, "memory", "weight"] = layer.memory
+        if layer.memory_bias is not None:
+            tensors[index, "memory", "bias"] = layer.memory_bias
         if layer.kernel_weight is not None:
             tensors[index, "kernel", "weight"] = layer.kernel_weight
             tensors[index, "kernel", "bias"] = layer.kernel_bias
@@ -121,7 +129,13 @@ def with_leaves(values: dict[int, LayerAdapter]) -> dict[int, LayerAdapter]:
         return None if tensor is None else tensor.detach().clone().requires_grad_(True)
 
     return {
-        index: LayerAdapter(layer.feature_map, leaf(layer.memory), leaf(layer.kernel_weight), leaf(layer.kernel_bias))
+        index: LayerAdapter(
+            layer.feature_map,
+            leaf(layer.memory),
+            leaf(layer.kernel_weight),
+            leaf(layer.kernel_bias),
+            leaf(layer.memory_bias),
+        )
         for index, layer in values.items()
     }
 
@@ -162,6 +176,8 @@ def eq7_hooks(model, adapters: list[dict[int, LayerAdapter]]):
                 if index in adapter:
                     layer = adapter[index]
                     term = term + torch.einsum("bthf,hfd->bthd", phi_reference(layer, q), layer.memory)
+                    if layer.memory_bias is not None:
+                        term = term + layer.memory_bias[:, 0]  # (H,D), the same for every token
             fired[index] = fired.get(index, 0) + 1
             return (args[0] + term.reshape(args[0].shape).to(args[0].dtype), *args[1:])
 
@@ -194,7 +210,12 @@ def build_adapted(base, config_kwargs: dict, **random_kwargs):
     model, reference = build_peft(base, config_kwargs)
     feature_dim = config_kwargs.get("feature_dim")
     values = random_adapter(
-        reference, config_kwargs["feature_map"], feature_dim, config_kwargs.get("layers"), **random_kwargs
+        reference,
+        config_kwargs["feature_map"],
+        feature_dim,
+        config_kwargs.get("layers"),
+        memory_bias=config_kwargs.get("memory_bias", True),
+        **random_kwargs,
     )
     load_adapter_values(model, values)
     return model, reference, values

@@ -33,6 +33,7 @@ def parse(path: str) -> dict:
     return {
         "finetuning_type": finetuning_args.finetuning_type,
         "stage": finetuning_args.stage,
+        "loraplus_lr_ratio": finetuning_args.loraplus_lr_ratio,
         "pref_loss": finetuning_args.pref_loss,
         "pref_beta": finetuning_args.pref_beta,
         "simpo_gamma": finetuning_args.simpo_gamma,

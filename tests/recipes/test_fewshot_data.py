@@ -8,7 +8,6 @@ import pytest
 from recipe_helpers import DATASET_INFO, REPO
 
 from prefixmemory_study.fewshot import data as fd
-from prefixmemory_study.fewshot import scoring
 
 PER_CLASS = 7  # enough for 5 rounds, and then some left for BIG-Bench Hard's test items
 
@@ -168,18 +167,10 @@ def test_fetch_falls_back_to_the_parquet_branch_and_checks_label_names(monkeypat
         fd.fetch(fd.SOURCES["banking77_test"])
 
 
-def test_score_is_exact_match_of_the_first_line(tmp_path, capsys):
-    rows = [
-        {"predict": "(B)", "label": "(B)"},
-        {"predict": " Joy.\nbecause ...", "label": "joy"},
-        {"predict": "(C) 03/08/2024", "label": "(C)"},
-        {"predict": "", "label": "neutral"},
-    ]
-    path = tmp_path / "generated_predictions.jsonl"
-    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
-    assert scoring.accuracy(path) == (2, 4)
-    fd.main(["score", str(path)])
-    assert capsys.readouterr().out.strip().endswith("2/4 = 50.00%")
+def test_the_data_builder_has_no_scoring_command_of_its_own():
+    """Scoring is prefixmemory-fewshot eval's, under the one rule of fewshot.scoring."""
+    with pytest.raises(SystemExit):
+        fd.main(["score", "generated_predictions.jsonl"])
 
 
 @pytest.mark.parametrize(

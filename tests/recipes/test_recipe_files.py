@@ -7,9 +7,12 @@ import pytest
 from recipe_helpers import ARCHITECTURE, DATASET_INFO, RECIPES, REPO, SECTIONS, config, sections
 
 PMT_RECIPES = [path for path in RECIPES if path.name.endswith("_pmt.yaml")]
-PREFIX_RECIPES = [path for path in RECIPES if path.name.endswith("_prefix.yaml")]
+BASELINES = ("prefix", "full", "loraplus")  # Table 1's other columns: each few-shot PMT recipe has these twins too
+BASELINE_RECIPES = [path for path in RECIPES if path.name.endswith(tuple(f"_{m}.yaml" for m in BASELINES))]
 PAPER_RECIPES = [path for path in RECIPES if not path.name.startswith("demo_")]
-METHOD_KEYS = re.compile(r"^(finetuning_type|pmt_.*|lora_.*|prefix_.*|disable_gradient_checkpointing)$")
+METHOD_KEYS = re.compile(
+    r"^(finetuning_type|pmt_.*|lora_.*|loraplus_.*|prefix_.*|deepspeed|disable_gradient_checkpointing)$"
+)
 DEEPSPEED = REPO / "recipes" / "deepspeed"
 
 
@@ -25,33 +28,52 @@ def test_every_recipe_has_a_twin():
     names = {path.name for path in RECIPES}
     assert names, "no recipes found"
     for name in names:
-        assert name.endswith(("_pmt.yaml", "_lora.yaml", "_prefix.yaml")), name
+        assert name.endswith(tuple(f"_{m}.yaml" for m in ("pmt", "lora", *BASELINES))), name
         stem, method = name.removesuffix(".yaml").rsplit("_", 1)
         others = [f"{stem}_lora.yaml"] if method == "pmt" else [f"{stem}_pmt.yaml"]
         assert all(other in names for other in others), f"{name} has no twin {others}"
 
 
-def test_fewshot_recipes_have_prefix_tuning_twins():
-    """Table 1 has a Prefix column (32 virtual tokens): each few-shot PMT recipe has its PT twin."""
+@pytest.mark.parametrize("method", BASELINES)
+def test_fewshot_recipes_have_a_twin_per_table_1_column(method):
+    """Table 1's Prefix (32 virtual tokens), Full and LoRA+ columns: each few-shot PMT recipe has those twins."""
     fewshot = [path for path in PMT_RECIPES if "_fewshot_" in path.name]
-    assert fewshot and sorted(twin(path, "prefix") for path in fewshot) == PREFIX_RECIPES
+    named = [path for path in BASELINE_RECIPES if path.name.endswith(f"_{method}.yaml")]
+    assert fewshot and sorted(twin(path, method) for path in fewshot) == named
 
 
-@pytest.mark.parametrize("path", PREFIX_RECIPES, ids=ids(PREFIX_RECIPES))
-def test_prefix_twins_differ_only_in_the_method_block(path):
-    _, prefix = sections(path)
-    _, pmt = sections(path.with_name(path.name.replace("_prefix.yaml", "_pmt.yaml")))
+def expected_method_keys(path) -> dict:
+    """The method keys of a baseline twin: what makes it Prefix, Full or LoRA+ and nothing else."""
+    method = path.name.removesuffix(".yaml").rsplit("_", 1)[1]
+    if method == "prefix":
+        return {
+            "finetuning_type": "prefix",
+            "prefix_num_virtual_tokens": 32,
+            "prefix_projection": True,
+            "disable_gradient_checkpointing": True,
+        }
+    if method == "loraplus":  # LoRA's keys and the LoRA+ paper's learning-rate ratio
+        _, lora = sections(path.with_name(path.name.replace("_loraplus.yaml", "_lora.yaml")))
+        return {**lora["method"], "loraplus_lr_ratio": 16.0}
+    if "Llama-2-7b" in config(path)["model_name_or_path"]:  # 7B in full needs ZeRO-3 offload on one GPU
+        return {"finetuning_type": "full", "deepspeed": "recipes/deepspeed/ds_z3_offload_config.json"}
+    return {"finetuning_type": "full"}
+
+
+@pytest.mark.parametrize("path", BASELINE_RECIPES, ids=ids(BASELINE_RECIPES))
+def test_baseline_twins_differ_only_in_the_method_block(path):
+    method = path.name.removesuffix(".yaml").rsplit("_", 1)[1]
+    _, ours_parsed = sections(path)
+    _, pmt = sections(path.with_name(path.name.replace(f"_{method}.yaml", "_pmt.yaml")))
     for name in SECTIONS:
-        ours, theirs = dict(prefix[name]), dict(pmt[name])
+        ours, theirs = dict(ours_parsed[name]), dict(pmt[name])
         if name == "output":
-            assert ours.pop("output_dir").replace("/prefix/", "/prefixmemory/") == theirs.pop("output_dir")
+            assert ours.pop("output_dir").replace(f"/{method}/", "/prefixmemory/") == theirs.pop("output_dir")
         if name != "method":
             assert ours == theirs, f"### {name} differs"
-    assert {key: value for key, value in prefix["method"].items() if METHOD_KEYS.match(key)} == {
-        "finetuning_type": "prefix",
-        "prefix_num_virtual_tokens": 32,
-        "disable_gradient_checkpointing": True,
-    }
+    found = {key: value for key, value in ours_parsed["method"].items() if METHOD_KEYS.match(key)}
+    expected = {key: value for key, value in expected_method_keys(path).items() if METHOD_KEYS.match(key)}
+    assert found == expected
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=ids(RECIPES))
@@ -103,7 +125,7 @@ def test_appendix_c_training_settings(path):
     assert recipe["bf16"] is True
     if "_fewshot_" in path.name:  # appendix A.1: 4000 steps at batch size 2, on one GPU
         assert (recipe["max_steps"], recipe["gradient_accumulation_steps"]) == (4000, 2)
-        assert "deepspeed" not in recipe
+        assert ("deepspeed" in recipe) == (path.name.startswith("llama2_") and path.name.endswith("_full.yaml"))
     else:  # 1 x accumulation x GPUs of the command line = 32
         gpus = len(re.search(r"CUDA_VISIBLE_DEVICES=([\d,]+)", path.read_text()).group(1).split(","))
         assert recipe["gradient_accumulation_steps"] * gpus == 32

@@ -38,11 +38,11 @@ def test_recipe_parses(path, parsed):
     args = parsed[str(path.relative_to(REPO))]
     assert "error" not in args, args.get("error")
     recipe = config(path)
-    method = {"pmt": "prefixmemory", "lora": "lora", "prefix": "prefix"}[
-        path.name.removesuffix(".yaml").rsplit("_", 1)[1]
-    ]
+    suffix = path.name.removesuffix(".yaml").rsplit("_", 1)[1]
+    method = {"pmt": "prefixmemory", "loraplus": "lora"}.get(suffix, suffix)
     assert (args["finetuning_type"], args["stage"], args["dataset"]) == (method, recipe["stage"], [recipe["dataset"]])
     assert args["deepspeed"] == recipe.get("deepspeed")
+    assert args["loraplus_lr_ratio"] == (16.0 if suffix == "loraplus" else None)
     assert args["zero3"] == ("ds_z3" in str(recipe.get("deepspeed")))
     # DPO keeps a reference (the model with its adapter off); SimPO has none.
     assert args["use_ref_model"] == (recipe["stage"] == "dpo" and recipe.get("pref_loss") == "sigmoid")

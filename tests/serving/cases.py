@@ -7,14 +7,12 @@ here, in the project's environment, with the PEFT method: the serving environmen
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from lfcli import run_cli
 from peft import PeftModel, get_peft_model
-from safetensors.torch import load_file, save_file
 
 from prefixmemory import PrefixMemoryConfig
 from prefixmemory_study.tiny import build_model, build_tokenizer
@@ -35,7 +33,7 @@ class Case:
     architecture: str  # a key of prefixmemory_study.tiny.ARCHITECTURES
     peft: dict = field(default_factory=dict)  # PrefixMemoryConfig keywords
     scale: float = 0.5  # memory entries ~ N(0, (4 * scale)^2 / F); 0 gives zero memories
-    bias: bool = False  # a memory bias in the adapter
+    bias: bool = False  # PrefixMemoryConfig(memory_bias=...): a random per-head bias beside the memory
     through_cli: bool = False  # exported by `llamafactory-cli export` rather than by the converter directly
 
 
@@ -73,27 +71,6 @@ def _random_memories(model, scale: float) -> None:
             parameter.data = noise * 4 * scale / parameter.shape[1] ** 0.5
 
 
-def _add_bias(model, adapter_dir: Path) -> None:
-    """Write a memory bias into the saved adapter, and add it to the reference model's o_proj input (o = attn +
-    phi(q) M + b): an independent reading of the bias, whether or not the PEFT method loads it."""
-    tensors = load_file(adapter_dir / "adapter_model.safetensors")
-    generator = torch.Generator().manual_seed(2)
-    for key in [k for k in tensors if k.endswith("prefixmemory_memory.weight")]:
-        heads, _, head_dim = tensors[key].shape
-        bias = torch.randn(heads, 1, head_dim, generator=generator) * 0.5
-        tensors[key.removesuffix("weight") + "bias"] = bias
-        layer = int(key.split("layers.")[1].split(".")[0])
-        o_proj = model.get_base_model().model.layers[layer].self_attn.o_proj
-        o_proj.register_forward_pre_hook(_adder(bias.flatten()))
-    save_file(tensors, adapter_dir / "adapter_model.safetensors", metadata={"format": "pt"})
-    config_path = adapter_dir / "adapter_config.json"
-    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "memory_bias": True}))
-
-
-def _adder(bias: torch.Tensor):
-    return lambda _, args: (args[0] + bias, *args[1:])
-
-
 def build(name: str, root: Path) -> dict:
     """Export case ``name`` under ``root``; returns its prompts and the reference continuations."""
     case = CASES[name]
@@ -103,12 +80,10 @@ def build(name: str, root: Path) -> dict:
     base_out = greedy(base, prompts)
     base.save_pretrained(root / f"{name}-base")
     tokenizer.save_pretrained(root / f"{name}-base")
-    model = get_peft_model(_model(case), PrefixMemoryConfig(**case.peft))
+    model = get_peft_model(_model(case), PrefixMemoryConfig(**case.peft, memory_bias=case.bias))
     _random_memories(model, case.scale)
     model.save_pretrained(root / f"{name}-adapter")
     model = PeftModel.from_pretrained(_model(case), root / f"{name}-adapter").eval()
-    if case.bias:
-        _add_bias(model, root / f"{name}-adapter")
     reference = greedy(model, prompts)
     if case.through_cli:
         _export_with_cli(root, name)

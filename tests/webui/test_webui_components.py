@@ -4,10 +4,11 @@ import json
 
 import gradio as gr
 import pytest
+import yaml
 
 from prefixmemory.feature_maps import FEATURE_MAPS
 
-PMT_INPUTS = ("train.pmt_feature_map", "train.pmt_layers", "train.pmt_feature_dim")
+PMT_INPUTS = ("train.pmt_feature_map", "train.pmt_layers", "train.pmt_feature_dim", "train.pmt_memory_bias")
 
 
 @pytest.fixture
@@ -72,6 +73,19 @@ def test_preview_shows_pmt_keys(ui, form):
     text = _preview(ui, form(**{"train.pmt_feature_map": "mlp", "train.pmt_feature_dim": 16}))
     assert "--pmt_feature_map mlp" in text and "--pmt_feature_dim 16" in text
     assert "--pmt_feature_dim" not in _preview(ui, form(**{"train.pmt_feature_map": "mlp"}))  # 0: head_dim
+
+
+def test_memory_bias_checkbox_reaches_the_run(ui, form, tmp_path):
+    """On by default; switched off it stays in the preview and in the saved training args (which drop False)."""
+    assert ui.elem("train.pmt_memory_bias").value is True
+    assert "--pmt_memory_bias True" in _preview(ui, form())
+    assert "--pmt_memory_bias False" in _preview(ui, form(**{"train.pmt_memory_bias": False}))
+
+    from llamafactory.webui.common import save_cmd
+
+    args = ui.runner._parse_train_args(form(**{"train.pmt_memory_bias": False}))
+    saved = yaml.safe_load(open(save_cmd(dict(args, output_dir=str(tmp_path)))))
+    assert saved["pmt_memory_bias"] is False
 
 
 def test_other_methods_get_no_pmt_keys(ui, form):

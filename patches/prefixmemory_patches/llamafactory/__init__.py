@@ -1,4 +1,4 @@
-"""Patches of LLaMA-Factory 0.9.5, one module per subsystem; applied by ``prefixmemory_patches._hook``.
+"""Patches of LLaMA-Factory 0.9.x, one module per subsystem; applied by ``prefixmemory_patches._hook``.
 
 Each function is named ``patch_<what it bends>``, takes the just-executed LLaMA-Factory module, is idempotent,
 and opens with a line of why. Standard library only here: every patch imports this package first.
@@ -7,7 +7,6 @@ and opens with a line of why. Standard library only here: every patch imports th
 import functools
 from contextlib import contextmanager
 
-SUPPORTED_VERSION = "0.9.5"
 PMT = "prefixmemory"
 OUR_TYPES = (PMT, "prefix")  # classic prefix-tuning rides on the same machinery
 

@@ -7,12 +7,14 @@ recipes and ``llamafactory-cli train -h``; finetuning_args.py mixes them into LL
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from peft import PrefixTuningConfig
 
 from prefixmemory import PrefixMemoryConfig
 from prefixmemory.feature_maps import FEATURE_MAPS
+
+from ..errors import PrefixMemoryError
 
 
 @dataclass
@@ -31,21 +33,30 @@ class PrefixMemoryArguments:
         default=None,
         metadata={"help": "Output size of the `mlp` feature map (default: head_dim); only valid with mlp."},
     )
+    pmt_memory_bias: bool = field(
+        default=True,
+        metadata={
+            "help": "Add a trainable head_dim bias per query head with the memory term, as the paper's Table 8 "
+            "counts it; false is eq. 7 as written."
+        },
+    )
 
     def prefixmemory_config(self) -> PrefixMemoryConfig:
-        """The PEFT config these arguments describe; raises ValueError naming the bad `pmt_*` key."""
+        """The PEFT config these arguments describe; raises PrefixMemoryError naming the bad `pmt_*` key."""
         try:
             return PrefixMemoryConfig(
                 feature_map=self.pmt_feature_map,
                 layers=parse_layers(self.pmt_layers),
                 feature_dim=self.pmt_feature_dim,
+                memory_bias=self.pmt_memory_bias,
             )
         except ValueError as err:
-            raise ValueError(
+            raise PrefixMemoryError(
                 str(err)
                 .replace("`feature_map`", "`pmt_feature_map`")
                 .replace("`feature_dim`", "`pmt_feature_dim`")
                 .replace("`layers`", "`pmt_layers`")
+                .replace("`memory_bias`", "`pmt_memory_bias`")
             ) from None
 
 
@@ -64,7 +75,7 @@ class PrefixTuningArguments:
 
     def prefix_tuning_config(self) -> PrefixTuningConfig:
         if isinstance(self.prefix_num_virtual_tokens, bool) or self.prefix_num_virtual_tokens < 1:
-            raise ValueError(
+            raise PrefixMemoryError(
                 f"`prefix_num_virtual_tokens` must be a positive integer, got {self.prefix_num_virtual_tokens!r}."
             )
         return PrefixTuningConfig(
@@ -76,11 +87,6 @@ class PrefixTuningArguments:
 
 # finetuning_type -> the argument class that holds its keys
 METHOD_ARGUMENTS = {"prefixmemory": PrefixMemoryArguments, "prefix": PrefixTuningArguments}
-
-
-def changed_keys(arguments, method_class) -> list[str]:
-    """The keys of ``method_class`` that ``arguments`` sets to something other than their default."""
-    return [f.name for f in fields(method_class) if getattr(arguments, f.name) != f.default]
 
 
 def parse_layers(value) -> list[int] | None:
@@ -95,7 +101,7 @@ def parse_layers(value) -> list[int] | None:
             start, dash, stop = part.strip().partition("-")
             layers.extend(range(int(start), int(stop) + 1) if dash else [int(start)])
     except ValueError:
-        raise ValueError(
+        raise PrefixMemoryError(
             f"`pmt_layers` must be `all`, a list like `0,2,4` or a range like `0-11`, got {value!r}."
         ) from None
     return layers

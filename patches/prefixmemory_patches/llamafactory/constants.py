@@ -6,9 +6,11 @@
 | extras.constants.PEFT_METHODS   | + prefixmemory, prefix | checkpoints are adapters (train, chat, export) |
 """
 
+from ..seams import Seam, bends
 from . import OUR_TYPES, mark_patched
 
 
+@bends(Seam("METHODS", container=list), Seam("PEFT_METHODS", container=set))
 def patch_constants(constants) -> None:
     """Add our methods in place: the web UI binds these containers by reference at import time."""
     if not mark_patched(constants, "methods"):

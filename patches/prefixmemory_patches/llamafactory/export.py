@@ -18,7 +18,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import PrefixMemoryError
+from ..seams import Seam, bends
 from . import OUR_TYPES, wraps_original
+from .folders import check_writes_apart
 
 ADAPTER_SUBFOLDERS = {"prefixmemory": "prefixmemory_adapter", "prefix": "prefix_adapter"}
 
@@ -57,6 +60,14 @@ SERVING_NOTES = {
 }
 
 
+@bends(
+    Seam("export_model", params=("args",)),
+    Seam("get_infer_args", params=("args",)),
+    Seam("load_tokenizer", params=("model_args",)),
+    Seam("get_template_and_fix_tokenizer", params=("tokenizer", "data_args")),
+    Seam("load_model", params=("tokenizer", "model_args", "finetuning_args")),
+    Seam("logger"),
+)
 def patch_tuner(tuner) -> None:
     @wraps_original(tuner, "export_model")
     def patched_export_model(export_model, args=None):
@@ -70,14 +81,14 @@ def export_unmerged(tuner, model_args, data_args, finetuning_args) -> None:
     """Write base model + tokenizer + adapter + README to ``export_dir``; refuses to write into the inputs."""
     import torch
 
+    method = finetuning_args.finetuning_type
+    if model_args.adapter_name_or_path is None:
+        raise PrefixMemoryError(f"`adapter_name_or_path` is required to export a {method} model.")
     export_dir = _checked_export_dir(model_args)
     tokenizer_module = tuner.load_tokenizer(model_args)
     tokenizer = tokenizer_module["tokenizer"]
     tuner.get_template_and_fix_tokenizer(tokenizer, data_args)
     model = tuner.load_model(tokenizer, model_args, finetuning_args)
-    method = finetuning_args.finetuning_type
-    if model_args.adapter_name_or_path is None:
-        raise ValueError(f"`adapter_name_or_path` is required to export a {method} model.")
 
     dtype = model_args.infer_dtype
     dtype = model.config.dtype if dtype == "auto" else getattr(torch, dtype)
@@ -122,13 +133,12 @@ def _make_vllm_ready(export_dir: str, logger) -> bool:
 
 def _checked_export_dir(model_args) -> str:
     if model_args.export_dir is None:
-        raise ValueError("Please specify `export_dir` to save model.")
+        raise PrefixMemoryError("Please specify `export_dir` to save model.")
     if model_args.export_quantization_bit is not None:
-        raise ValueError("`export_quantization_bit` is not supported for prefixmemory or prefix exports.")
+        raise PrefixMemoryError("`export_quantization_bit` is not supported for prefixmemory or prefix exports.")
     if model_args.export_hub_model_id is not None:
-        raise ValueError("`export_hub_model_id` is not supported for these exports; push the folder yourself.")
-    export_dir = os.path.abspath(model_args.export_dir)
-    inputs = [model_args.model_name_or_path, *(model_args.adapter_name_or_path or [])]
-    if any(os.path.abspath(path) == export_dir for path in inputs if os.path.exists(path)):
-        raise ValueError(f"`export_dir` {model_args.export_dir} is an input folder; choose a new folder.")
-    return export_dir
+        raise PrefixMemoryError("`export_hub_model_id` is not supported for these exports; push the folder yourself.")
+    reads = {"model_name_or_path": [model_args.model_name_or_path]}
+    reads["adapter_name_or_path"] = list(model_args.adapter_name_or_path or [])
+    check_writes_apart("export_dir", model_args.export_dir, reads)
+    return os.path.abspath(model_args.export_dir)

@@ -8,14 +8,17 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from llamafactory.hparams.finetuning_args import FinetuningArguments as UpstreamArguments
-from llamafactory.hparams.finetuning_args import FreezeArguments, LoraArguments, OFTArguments
 
+from ..errors import PrefixMemoryError
+from ..seams import require
 from . import OUR_TYPES, as_finetuning_type
-from .arguments import METHOD_ARGUMENTS, PrefixMemoryArguments, PrefixTuningArguments, changed_keys
+from .arguments import PrefixMemoryArguments, PrefixTuningArguments
+from .raw_args import FINETUNING_TYPES
 
-FinetuningType = Literal["lora", "oft", "freeze", "full", "prefixmemory", "prefix"]
-# Upstream keys that mean nothing to our methods: setting one with them is refused.
-FOREIGN_FIELDS = [f for cls in (LoraArguments, OFTArguments, FreezeArguments) for f in fields(cls)] + [
+FinetuningType = Literal[FINETUNING_TYPES]
+# Upstream switches that mean nothing to our methods: turning one on with them is refused. (The web UI sends them
+# all, off; keys of the other methods are refused when present at all, in raw_args.)
+FOREIGN_SWITCHES = [
     f for f in fields(UpstreamArguments) if f.name in ("use_galore", "use_apollo", "use_badam", "use_llama_pro")
 ]
 
@@ -27,22 +30,19 @@ class FinetuningArguments(UpstreamArguments, PrefixMemoryArguments, PrefixTuning
 
     def __post_init__(self):
         self.peft_config = None  # prefixmemory / prefix: their PEFT config, built here and used to load the model
-        for method, arguments in METHOD_ARGUMENTS.items():
-            changed = changed_keys(self, arguments) if self.finetuning_type != method else []
-            if changed:
-                raise ValueError(f"`{changed[0]}` is only valid with finetuning_type: {method}.")
         if self.finetuning_type not in OUR_TYPES:
             return UpstreamArguments.__post_init__(self)
-        for f in FOREIGN_FIELDS:
+        require(self.finetuning_type)
+        for f in FOREIGN_SWITCHES:
             if getattr(self, f.name) != f.default:
-                raise ValueError(
+                raise PrefixMemoryError(
                     f"`{f.name}` does not apply to finetuning_type: {self.finetuning_type} "
                     f"(got {getattr(self, f.name)!r})."
                 )
         if self.stage == "ppo":
-            raise ValueError(
-                f"`stage: ppo` is not supported with finetuning_type: {self.finetuning_type}: LLaMA-Factory "
-                "0.9.5's PPO trainer needs trl<=0.9.6, but it installs trl 0.24."
+            raise PrefixMemoryError(
+                f"`stage: ppo` is not supported with finetuning_type: {self.finetuning_type}: LLaMA-Factory's "
+                "PPO trainer needs trl<=0.9.6, which its own trl range (>=0.18) excludes."
             )
         # Built (and so validated) before any model is loaded.
         prefix = self.finetuning_type == "prefix"

@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import copy
 
+from ..errors import PrefixMemoryError
+from ..seams import Seam, bends
 from . import OUR_TYPES, PMT, needs_reference, wraps_original
 
 
+@bends(
+    Seam("init_adapter", params=("config", "model", "model_args", "finetuning_args", "is_trainable")),
+    Seam("logger"),
+)
 def patch_adapter(adapter) -> None:
     @wraps_original(adapter, "init_adapter")
     def patched_init_adapter(init_adapter, config, model, model_args, finetuning_args, is_trainable):
@@ -36,7 +42,15 @@ def setup_adapter(model, model_args, finetuning_args, is_trainable: bool, logger
         return get_peft_model(model, copy.deepcopy(finetuning_args.peft_config))
 
     path = model_args.adapter_name_or_path[0]  # one adapter of the right type: checked by _verify_model_args
-    model = PeftModel.from_pretrained(model, path, is_trainable=is_trainable)
+    try:
+        model = PeftModel.from_pretrained(model, path, is_trainable=is_trainable)
+    except RuntimeError as err:
+        mismatch = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), None)
+        if mismatch is None:
+            raise
+        raise PrefixMemoryError(
+            f"`adapter_name_or_path` {path}: its weights were trained for another model shape ({mismatch})."
+        ) from None
     logger.info_rank0(f"Loaded {finetuning_args.finetuning_type} adapter: {path}")
     reference = finetuning_args.ref_model is None and needs_reference(finetuning_args)
     if is_trainable and finetuning_args.finetuning_type == PMT and reference:

@@ -9,9 +9,11 @@ Patched in trainer_utils itself, before the dpo/kto/sft workflows bind ``create_
 
 from __future__ import annotations
 
+from ..seams import Seam, bends
 from . import OUR_TYPES, wraps_original
 
 
+@bends(Seam("create_ref_model", params=("model_args", "finetuning_args", "add_valuehead")))
 def patch_trainer_utils(trainer_utils) -> None:
     @wraps_original(trainer_utils, "create_ref_model")
     def patched_create_ref_model(create_ref_model, model_args, finetuning_args, add_valuehead: bool = False):

@@ -2,10 +2,12 @@
 
 | LLaMA-Factory function | change | why |
 | --- | --- | --- |
+| webui.common._clean_cmd | keeps `pmt_memory_bias: false` | it drops every False, and this key defaults to true |
 | webui.locales.LOCALES | + pmt_* labels: en, zh; other languages show en | change_lang looks labels up by name |
 | webui.control.can_quantize | quantization locked to none for prefixmemory | a 4/8-bit base is refused (hparams) |
 | webui.components.train.create_train_tab | + PrefixMemory accordion, in the input set | its buttons bind inside it |
-| webui.runner.Runner._parse_train_args | + pmt_* keys; extra args win | upstream: freeze/lora keys only |
+| webui.runner.Runner._parse_train_args | + pmt_* keys (not with a checkpoint); extra args win | upstream: lora |
+| webui.components.export.save_model | our refusals shown as gr.Error | the CLI's one line, not "Error" |
 
 Nothing else needs bending: ``METHODS`` / ``PEFT_METHODS`` (constants patch) make checkpoints adapters in the
 Train, Evaluate, Chat and Export tabs; training and evaluation run ``llamafactory-cli train`` in a subprocess,
@@ -15,15 +17,19 @@ where the startup hook patches again; chat and export run in this process throug
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import fields
 
 from prefixmemory.feature_maps import FEATURE_MAPS, takes_feature_dim
 
+from ..errors import PrefixMemoryError
+from ..seams import Seam, bends
 from . import PMT, mark_patched, wraps_original
 from .arguments import PrefixMemoryArguments
+from .geometry import check_model_fits, read_model_config
 
-PMT_INPUTS = ("pmt_feature_map", "pmt_layers", "pmt_feature_dim")
+PMT_INPUTS = ("pmt_feature_map", "pmt_layers", "pmt_feature_dim", "pmt_memory_bias")
 
 # English and Chinese are required; a language missing here shows the English text (see _EnglishFallback).
 PMT_LOCALES = {
@@ -61,6 +67,16 @@ PMT_LOCALES = {
             "info": "mlp 特征映射的输出维度；0 表示使用注意力头维度。",
         },
     },
+    "pmt_memory_bias": {
+        "en": {
+            "label": "Memory bias",
+            "info": "Add a trainable bias per query head with the memory term (as counted in the paper's Table 8).",
+        },
+        "zh": {
+            "label": "记忆偏置",
+            "info": "为每个查询头的记忆项加一个可训练偏置（论文表 8 的参数量包含它）。",
+        },
+    },
 }
 
 
@@ -71,6 +87,19 @@ class _EnglishFallback(dict):
         return self["en"]
 
 
+@bends(Seam("_clean_cmd", params=("args",)))
+def patch_common(common) -> None:
+    """The preview and the saved training args drop False values; a switched-off memory bias must stay in them."""
+
+    @wraps_original(common, "_clean_cmd")
+    def patched_clean_cmd(clean_cmd, args: dict):
+        cleaned = clean_cmd(args)
+        if args.get("pmt_memory_bias") is False:
+            cleaned["pmt_memory_bias"] = False
+        return cleaned
+
+
+@bends(Seam("LOCALES", container=dict))
 def patch_locales(locales) -> None:
     if not mark_patched(locales, "pmt_locales"):
         return
@@ -78,6 +107,7 @@ def patch_locales(locales) -> None:
         locales.LOCALES[name] = _EnglishFallback(texts)  # in place: engine.py binds the dict by name
 
 
+@bends(Seam("can_quantize", params=("finetuning_type",)), Seam("gr"))
 def patch_control(control) -> None:
     """Before components/top.py binds ``can_quantize`` by name."""
 
@@ -88,6 +118,7 @@ def patch_control(control) -> None:
         return can_quantize(finetuning_type)
 
 
+@bends(Seam("create_train_tab", params=("engine",)), Seam("gr"))
 def patch_train_tab(train) -> None:
     """Before components/__init__.py binds ``create_train_tab`` by name."""
 
@@ -129,9 +160,14 @@ def create_pmt_tab(gr) -> dict:
             pmt_feature_map = gr.Dropdown(choices=list(FEATURE_MAPS), value=defaults["pmt_feature_map"])
             pmt_layers = gr.Textbox(value=defaults["pmt_layers"])
             pmt_feature_dim = gr.Number(value=0, minimum=0, precision=0, interactive=False)  # 0: head_dim
+            pmt_memory_bias = gr.Checkbox(value=defaults["pmt_memory_bias"])
 
     return dict(
-        pmt_tab=pmt_tab, pmt_feature_map=pmt_feature_map, pmt_layers=pmt_layers, pmt_feature_dim=pmt_feature_dim
+        pmt_tab=pmt_tab,
+        pmt_feature_map=pmt_feature_map,
+        pmt_layers=pmt_layers,
+        pmt_feature_dim=pmt_feature_dim,
+        pmt_memory_bias=pmt_memory_bias,
     )
 
 
@@ -144,6 +180,7 @@ def _move_after(block, anchor) -> None:
     parent.children.insert(parent.children.index(anchor) + 1, block)
 
 
+@bends(Seam("Runner._parse_train_args", params=("self", "data")))
 def patch_runner(runner) -> None:
     @wraps_original(runner, "Runner._parse_train_args")
     def _parse_train_args(parse_train_args, self, data):
@@ -151,14 +188,15 @@ def patch_runner(runner) -> None:
         if args.get("finetuning_type") == PMT:
             values = [data[self.manager.get_elem_by_id(f"train.{name}")] for name in ("extra_args", *PMT_INPUTS)]
             extra, pmt = json.loads(values[0]), pmt_args(*values[1:])
-            args.update({key: value for key, value in pmt.items() if key not in extra})
+            if "adapter_name_or_path" not in args:  # a chosen checkpoint brings its own pmt_* values
+                args.update({key: value for key, value in pmt.items() if key not in extra})
             _validate(args)
         return args
 
 
-def pmt_args(feature_map: str, layers: str, feature_dim) -> dict:
+def pmt_args(feature_map: str, layers: str, feature_dim, memory_bias: bool) -> dict:
     """The pmt_* keys the accordion describes; feature_dim only for mlp, and only when set (0: head_dim)."""
-    args = {"pmt_feature_map": feature_map, "pmt_layers": (layers or "all").strip()}
+    args = {"pmt_feature_map": feature_map, "pmt_layers": (layers or "all").strip(), "pmt_memory_bias": memory_bias}
     if takes_feature_dim(feature_map) and feature_dim:
         args["pmt_feature_dim"] = int(feature_dim)
     return args
@@ -170,6 +208,26 @@ def _validate(args: dict) -> None:
 
     values = {f.name: args[f.name] for f in fields(PrefixMemoryArguments) if f.name in args}
     try:
-        PrefixMemoryArguments(**values).prefixmemory_config()
+        config = PrefixMemoryArguments(**values).prefixmemory_config()
+        model_config = read_model_config(args["model_name_or_path"])
+        if model_config is not None:
+            check_model_fits(model_config, config.layers, args["model_name_or_path"], "`pmt_layers`")
     except (TypeError, ValueError) as err:
         raise gr.Error(str(err)) from None
+
+
+@bends(Seam("save_model"))
+def patch_export_tab(export) -> None:
+    """Before create_export_tab binds ``save_model`` to the Export button: our refusals as the button's error."""
+    if not mark_patched(export, "save_model"):
+        return
+    save_model = export.save_model
+
+    @functools.wraps(save_model)
+    def patched_save_model(*args):  # a generator function itself: gradio streams only those
+        try:
+            yield from save_model(*args)
+        except PrefixMemoryError as err:
+            raise export.gr.Error(str(err)) from None
+
+    export.save_model = patched_save_model

@@ -17,13 +17,18 @@ after ``--warmup`` untimed ones:
   position only (as ``generate`` does).
 - ``decode_tokens_per_s``: ``--decode-tokens`` greedy steps with the KV cache after that prefill. The steps call the
   underlying transformers model with the adapter layers injected, which is what ``PeftModel.generate`` does.
+- latency, as the paper's Table 6 reports it, at batch 1 (the first prompt of the batch) and at the preset's batch:
+  ``ttft_*_s`` (prefill and the argmax of the first generated token), ``tbt_*_s`` (the later decode steps, per step)
+  and ``tps_*`` (every generated token, the first included, over the whole generation).
 - ``trainable_params``.
 
 Methods: ``base`` (inference only), ``floor`` (frozen model; a zero scalar parameter added to the input
 embeddings makes autograd traverse every layer with no weight gradient: the least any method that adapts every
 layer can cost), ``pmt-elu``/``pmt-gelu``/``pmt-mlp``, ``lora-r32``/``lora-r64`` (every linear layer of every
-block) and ``prefix-32`` (PEFT prefix tuning, 32 virtual tokens). A figure a method cannot produce is reported
-as not available, with the reason, instead of stopping the run.
+block), ``lora-qv-r32`` (q_proj and v_proj: the paper's LoRA setting), ``prefix-32`` (PEFT prefix tuning, 32 virtual
+tokens) and ``prefix-32-mlp`` (the same through the MLP reparameterisation the paper's baseline trains with; a saved
+adapter stores the MLP's output, so its inference figures here, which run the MLP, are an upper bound). A figure a
+method cannot produce is reported as not available, with the reason, instead of stopping the run.
 
 Fairness under load: with ``--schedule interleaved`` (the default on CPU) all models are built first and every
 repeat times each method once, in an order rotated each round, so that load from other processes falls on all
@@ -34,7 +39,7 @@ On a CPU shared with other jobs, ``--threads 1 --clock cpu`` (CPU time of this p
 defaults: idle OpenMP threads spin, and wall time counts the other jobs' turns. On CPU, freed heap memory is kept
 for reuse unless ``--cpu-heap default`` (see memory.cache_cpu_heap).
 
-Usage: ``prefixmemory-bench --preset cpu-small --json out.json --plot out.png`` (4 minutes of CPU time on one
+Usage: ``prefixmemory-bench --preset cpu-small --json out.json --plot out.png`` (about 5 minutes of CPU time on one
 thread); ``--preset qwen2.5-0.5b|qwen2.5-3b|llama2-7b`` on a GPU; ``--model PATH`` for a checkpoint (the preset
 then gives the batch shape); ``--methods pmt-elu,lora-r32,floor`` for a subset; ``--profile FILE`` for
 torch.profiler tables of each method's training step, prefill and decode.

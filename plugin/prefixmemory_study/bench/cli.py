@@ -6,13 +6,14 @@ The command line: arguments, the run they describe, and where the report goes (s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
 
 import torch
 
-from . import report
+from . import mixed, report
 from .memory import cache_cpu_heap
 from .presets import METHODS, PRESETS
 from .runner import CLOCKS, Spec, run
@@ -54,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="cached",
         help="cached: glibc keeps freed memory for reuse (see memory.cache_cpu_heap); default: as is",
     )
+    mixed.add_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the report to this JSON file")
     parser.add_argument("--plot", help="write bars of the ratios to this PNG file (needs matplotlib)")
@@ -67,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [method for method in args.methods if method not in METHODS]
     if unknown or not args.methods:
         parser.error(f"--methods: unknown {unknown or 'empty list'}; known: {', '.join(METHODS)}")
+    if args.mixed_adapters:
+        mixed.check_arguments(parser, args)
     for flag in ("json", "plot", "profile"):  # checked now, not after minutes of measuring
         path = getattr(args, flag)
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
@@ -75,7 +79,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    benchmark(parse_args(argv))
+    args = parse_args(argv)
+    if args.mixed_adapters:
+        mixed_adapters(args)
+    else:
+        benchmark(args)
+
+
+def mixed_adapters(args: argparse.Namespace) -> dict:
+    """The mixed-adapter measurement (mixed.py) at the preset's shape, 16 rows unless --batch-size says more."""
+    preset = PRESETS[args.preset]
+    spec = dataclasses.replace(make_spec(args), batch_size=args.batch_size or max(mixed.ADAPTER_COUNTS))
+    warmup = preset.warmup if args.warmup is None else args.warmup
+    summary = mixed.benchmark(args.preset, spec, warmup, args.repeats or preset.repeats)
+    _write(args, summary, None)
+    return summary
 
 
 def benchmark(args: argparse.Namespace) -> dict:

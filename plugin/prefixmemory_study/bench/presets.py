@@ -4,13 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-METHODS = ("base", "floor", "pmt-elu", "pmt-gelu", "pmt-mlp", "lora-r32", "lora-r64", "prefix-32")
+# What each method is, as the report and the plot say it.
+METHOD_NOTES = {
+    "base": "the frozen model, inference only",
+    "floor": "frozen model that backpropagates through every layer: the least any adapter of every layer costs",
+    "pmt-elu": "PrefixMemory, phi = elu (the paper's main setting)",
+    "pmt-gelu": "PrefixMemory, phi = gelu",
+    "pmt-mlp": "PrefixMemory, phi = the MLP kernel",
+    "lora-r32": "LoRA rank 32 on every linear layer of every block (all-linear)",
+    "lora-qv-r32": "LoRA rank 32 on q_proj and v_proj only: the paper's LoRA setting (Table 5, Table 8 counts)",
+    "lora-r64": "LoRA rank 64 on every linear layer of every block (all-linear)",
+    "prefix-32": "prefix tuning, 32 virtual tokens, no reparameterisation (PEFT's default)",
+    "prefix-32-mlp": "prefix tuning, 32 virtual tokens, through PEFT's two-layer MLP (hidden size: the prefix's "
+    "width, PEFT's default): Li & Liang's reparameterisation, the paper's baseline (prefix_projection: true)",
+}
+METHODS = tuple(METHOD_NOTES)
+# Latency at batch 1 (one prompt) and at the preset's batch ("bN"): time to the first generated token, mean time
+# between the later tokens, generated tokens per second (first token included).
+LATENCY_FIGURES = ("ttft_b1_s", "tbt_b1_s", "tps_b1", "ttft_bN_s", "tbt_bN_s", "tps_bN")
 FIGURES = (
     "train_step_s",
     "train_tokens_per_s",
     "peak_mem_bytes",
     "prefill_tokens_per_s",
     "decode_tokens_per_s",
+    *LATENCY_FIGURES,
     "trainable_params",
 )
 

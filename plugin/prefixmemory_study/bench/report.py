@@ -10,15 +10,22 @@ import peft
 import torch
 import transformers
 
-# (figure, reference method): the ratios printed, stored and plotted.
+from .presets import LATENCY_FIGURES, METHOD_NOTES
+
+# (figure, reference method): the ratios printed, stored and plotted. Two LoRA references: lora-r32 on every linear
+# layer, and lora-qv-r32 on q_proj and v_proj, the setting of the paper's Table 5.
 RATIOS = (
     ("train_step_s", "lora-r32"),
+    ("train_step_s", "lora-qv-r32"),
     ("train_step_s", "floor"),
     ("peak_mem_bytes", "lora-r32"),
+    ("peak_mem_bytes", "lora-qv-r32"),
     ("peak_mem_bytes", "floor"),
     ("prefill_tokens_per_s", "base"),
     ("decode_tokens_per_s", "base"),
 )
+# Latency against the base model, as the paper's Table 6 reports it.
+LATENCY_RATIOS = tuple((figure, "base") for figure in LATENCY_FIGURES)
 # The speed and memory targets of PrefixMemory: (method, figure, reference, comparison, bound).
 TARGETS = (
     ("pmt-elu", "train_step_s", "lora-r32", "<=", 0.80),
@@ -30,12 +37,13 @@ TARGETS = (
 
 
 def ratios(results: list[dict]) -> dict[str, dict[str, float | None]]:
-    """``{method: {"<figure>/<reference>": ratio}}`` for the pairs in RATIOS (None where either is missing)."""
+    """``{method: {"<figure>/<reference>": ratio}}`` for the pairs in RATIOS and LATENCY_RATIOS (None where either is
+    missing)."""
     by_method = {result["method"]: result for result in results}
     table = {}
     for result in results:
         row = {}
-        for figure, reference in RATIOS:
+        for figure, reference in RATIOS + LATENCY_RATIOS:
             value, ref = result.get(figure), by_method.get(reference, {}).get(figure)
             row[f"{figure}/{reference}"] = value / ref if value is not None and ref else None
         table[result["method"]] = row
@@ -98,13 +106,15 @@ def _cell(value, scale: float = 1.0, digits: int = 3, noise: float | None = None
 
 
 def markdown(report: dict) -> str:
-    """The figures, the ratios and the targets, as Markdown."""
+    """The methods, the figures, the latency, the ratios and the targets, as Markdown."""
     results = report["results"]
     lines = [
         f"preset `{report['preset']}` on {report['machine']}: batch {report['batch_size']} x seq {report['seq_len']}, "
         f"{report['dtype']}, decode {report['decode_tokens']} tokens, {report['schedule']}, {report['clock']} clock, "
         f"CPU heap {report['cpu_heap'] or 'n/a'}, warm-up {report['warmup']}, median of {report['repeats']} "
         "(± = relative IQR of the samples)",
+        "",
+        *(f"- `{r['method']}`: {METHOD_NOTES.get(r['method'], '')}" for r in results),
         "",
         "| method | train step (s) | train tok/s | peak mem (MiB) | prefill tok/s | decode tok/s | trainable |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -118,30 +128,56 @@ def markdown(report: dict) -> str:
             f"| {_cell(r['decode_tokens_per_s'], digits=1, noise=noise.get('decode_s'))} "
             f"| {_cell(r['trainable_params'])} |"
         )
-    headers = [f"{figure.removesuffix('_s').removesuffix('_bytes')} / {ref}" for figure, ref in RATIOS]
-    lines += ["", "| method | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(headers)]
-    for method, row in report["ratios"].items():
-        lines.append(f"| {method} | " + " | ".join(_cell(value, digits=2) for value in row.values()) + " |")
-    lines += ["", "targets:"]
-    for t in report["targets"]:
-        verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
-        ratio = "n/a" if t["ratio"] is None else f"{t['ratio']:.3f}"
-        paired = ""
-        if t["paired"]:
-            q1, median, q3 = (t["paired"][key] for key in ("q1", "median", "q3"))
-            paired = f"; paired per round {median:.3f} [IQR {q1:.3f}-{q3:.3f}]"
-        lines.append(
-            f"- {t['method']} {t['figure']} / {t['reference']} = {ratio} "
-            f"(target {t['comparison']} {t['bound']}): {verdict}{paired}"
-        )
+    lines += ["", *_latency_table(report)]
+    for group in (RATIOS, LATENCY_RATIOS):
+        headers = [f"{figure.removesuffix('_s').removesuffix('_bytes')} / {ref}" for figure, ref in group]
+        lines += ["", "| method | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(headers)]
+        for method, row in report["ratios"].items():
+            cells = (_cell(row[f"{figure}/{ref}"], digits=2) for figure, ref in group)
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["", "targets:", *map(_target_line, report["targets"])]
     missing = [(r["method"], figure, reason) for r in results for figure, reason in r["unavailable"].items()]
     if missing:
         lines += ["", "not available:"] + [f"- {method} {figure}: {reason}" for method, figure, reason in missing]
     return "\n".join(lines)
 
 
+def _latency_table(report: dict) -> list[str]:
+    """TTFT, TBT (ms) and TPS at batch 1 and at the preset's batch, one row per method."""
+    batch = report["batch_size"]
+    header = (
+        "| method | TTFT b1 (ms) | TBT b1 (ms) | TPS b1 | "
+        + f"TTFT b{batch} (ms) | TBT b{batch} (ms) | TPS b{batch} |"
+    )
+    lines = [
+        f"latency: TTFT = prefill + first token of one prompt (b1) or of the batch (b{batch}); TBT = mean time "
+        f"between the {report['decode_tokens']} later tokens; TPS = generated tokens per second, first included",
+        "",
+        header,
+        "|---|" + "---:|" * len(LATENCY_FIGURES),
+    ]
+    for r in report["results"]:
+        cells = (
+            _cell(r[figure], digits=1) if figure.startswith("tps") else _cell(r[figure], 1e-3, 2)
+            for figure in LATENCY_FIGURES
+        )
+        lines.append(f"| {r['method']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _target_line(t: dict) -> str:
+    verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+    ratio = "n/a" if t["ratio"] is None else f"{t['ratio']:.3f}"
+    paired = ""
+    if t["paired"]:
+        q1, median, q3 = (t["paired"][key] for key in ("q1", "median", "q3"))
+        paired = f"; paired per round {median:.3f} [IQR {q1:.3f}-{q3:.3f}]"
+    target = f"(target {t['comparison']} {t['bound']})"
+    return f"- {t['method']} {t['figure']} / {t['reference']} = {ratio} {target}: {verdict}{paired}"
+
+
 def plot(report: dict, path: str) -> None:
-    """Bars of every ratio in RATIOS, one panel per ratio (PrefixMemory in orange), a line at 1."""
+    """Bars of every ratio, one panel per ratio (PrefixMemory in orange), a line at 1, the methods described below."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,15 +185,21 @@ def plot(report: dict, path: str) -> None:
 
     methods = list(report["ratios"])
     colors = ["tab:orange" if method.startswith("pmt-") else "tab:blue" for method in methods]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
-    for ax, (figure, reference) in zip(axes.flat, RATIOS, strict=True):
+    panels = RATIOS + LATENCY_RATIOS
+    rows = -(-len(panels) // 4)
+    fig, axes = plt.subplots(rows, 4, figsize=(20, 4.2 * rows + 2.5), constrained_layout=True)
+    for ax, (figure, reference) in zip(axes.flat, panels, strict=False):
         values = [report["ratios"][method][f"{figure}/{reference}"] for method in methods]
         bars = ax.bar(methods, [value or 0.0 for value in values], color=colors)
-        ax.bar_label(bars, labels=["n/a" if value is None else f"{value:.2f}" for value in values], fontsize=8)
+        ax.bar_label(bars, labels=["n/a" if value is None else f"{value:.2f}" for value in values], fontsize=7)
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_title(f"{figure} / {reference}")
-        ax.tick_params(axis="x", labelrotation=45)
+        ax.tick_params(axis="x", labelrotation=60, labelsize=8)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
     fig.suptitle(f"prefixmemory-bench: preset {report['preset']}, {report['dtype']}, {report['machine']}")
+    notes = "\n".join(f"{method}: {METHOD_NOTES.get(method, '')}" for method in methods)
+    fig.supxlabel(notes, fontsize=8, ha="left", x=0.01)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from prefixmemory import PrefixMemoryConfig
 
 from .memory import PeakMemory, release
-from .presets import METHODS
+from .presets import FIGURES, METHODS
 
 MEMORY_STEPS = 2  # training steps inside the peak-memory window: the second runs with AdamW state allocated
 
@@ -54,18 +54,26 @@ def build_base_model(spec: Spec):
 
 
 def peft_config(method: str):
-    """The PEFT config of a ``pmt-*``, ``lora-r*`` or ``prefix-*`` method name."""
+    """The PEFT config of a ``pmt-*``, ``lora-[qv-]r*`` or ``prefix-*[-mlp]`` method name."""
     kind, _, value = method.partition("-")
     if kind == "pmt":
         return PrefixMemoryConfig(feature_map=value)
     if kind == "lora":
-        rank = int(value.removeprefix("r"))
-        # "all-linear": q, k, v, o, gate, up and down of every block (not the LM head).
+        targets, _, rank = value.rpartition("-")
+        rank = int(rank.removeprefix("r"))
+        # "all-linear": q, k, v, o, gate, up and down of every block (not the LM head); "qv": the paper's setting.
         return peft.LoraConfig(
-            r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+            r=rank,
+            lora_alpha=2 * rank,
+            lora_dropout=0.0,
+            target_modules=["q_proj", "v_proj"] if targets == "qv" else "all-linear",
+            task_type="CAUSAL_LM",
         )
     if kind == "prefix":
-        return peft.PrefixTuningConfig(num_virtual_tokens=int(value), task_type="CAUSAL_LM")
+        tokens, _, projection = value.partition("-")
+        return peft.PrefixTuningConfig(
+            num_virtual_tokens=int(tokens), prefix_projection=projection == "mlp", task_type="CAUSAL_LM"
+        )
     raise ValueError(f"`--methods`: unknown method {method!r}; known: {', '.join(METHODS)}.")
 
 
@@ -91,6 +99,12 @@ def _sync(device: torch.device) -> None:
 # shared with other jobs it leaves out the time the scheduler gives them (use it with --threads 1, where spin-waits
 # of idle OpenMP threads cannot count).
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+# What one sample of each kind times: training at the preset's batch, inference at the preset's batch and at batch 1.
+KINDS = {
+    "train": ("train_step_s",),
+    "infer": ("prefill_s", "decode_s"),
+    "infer-b1": ("prefill_b1_s", "decode_b1_s"),
+}
 
 
 class Runner:
@@ -98,7 +112,7 @@ class Runner:
 
     def __init__(self, method: str, spec: Spec, input_ids: torch.Tensor):
         self.method, self.spec, self.input_ids = method, spec, input_ids
-        self.samples: dict[str, list[float]] = {"train_step_s": [], "prefill_s": [], "decode_s": []}
+        self.samples: dict[str, list[float]] = {figure: [] for figures in KINDS.values() for figure in figures}
         self.unavailable: dict[str, str] = {}
         self.peak_mem_bytes: int | None = None
         self.trainable_params: int | None = None
@@ -131,12 +145,15 @@ class Runner:
         self.step_model = get_base_model() if get_base_model else self.model
 
     def sample(self, kind: str) -> None:
-        """Take one sample of ``kind`` ("train" or "infer"); a failure marks its figures not available."""
-        figures = ("train_step_s",) if kind == "train" else ("prefill_s", "decode_s")
+        """Take one sample of ``kind`` (a key of KINDS); a failure marks its figures not available."""
+        figures = KINDS[kind]
         if any(figure in self.unavailable for figure in figures):
             return
         try:
-            times = self._train_step() if kind == "train" else self._infer()
+            if kind == "train":
+                times = self._train_step()
+            else:
+                times = self._infer(self.input_ids[:1] if kind == "infer-b1" else self.input_ids)
         except Exception as error:  # noqa: BLE001
             self.unavailable.update({figure: _reason(error) for figure in figures})
             if kind == "train":
@@ -157,25 +174,26 @@ class Runner:
         return (clock() - start,)
 
     @torch.inference_mode()
-    def _infer(self) -> tuple[float, float]:
+    def _infer(self, input_ids: torch.Tensor) -> tuple[float, float]:
+        """Seconds to the first generated token (prefill and its argmax), and for the ``decode_tokens`` after it."""
         device, clock = self.spec.device, CLOCKS[self.spec.clock]
         _sync(device)
         start = clock()
-        prefilled = self._prefill()
+        prefilled = self._prefill(input_ids)
+        token = prefilled.logits[:, -1].argmax(-1, keepdim=True)
         _sync(device)
         decode_start = clock()
-        self._decode(prefilled)
+        self._decode(prefilled.past_key_values, token)
         _sync(device)
         return decode_start - start, clock() - decode_start
 
-    def _prefill(self):
+    def _prefill(self, input_ids: torch.Tensor):
         """The forward that fills the KV cache; returns its output (the cache and the last position's logits)."""
         self.model.eval()
-        return self.model(input_ids=self.input_ids, use_cache=True, logits_to_keep=1)
+        return self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
 
-    def _decode(self, out) -> None:
-        """``decode_tokens`` greedy steps from ``_prefill``'s output."""
-        cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+    def _decode(self, cache, token: torch.Tensor) -> None:
+        """``decode_tokens`` greedy steps after the first generated ``token``."""
         for _ in range(self.spec.decode_tokens):
             out = self.step_model(input_ids=token, past_key_values=cache, use_cache=True)
             cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
@@ -194,14 +212,14 @@ class Runner:
         sections = []
         for phase in phases:
             with torch.inference_mode(phase != "train step"):
-                prefilled = self._prefill() if phase == "decode" else None
+                prefilled = self._prefill(self.input_ids) if phase == "decode" else None
                 with profile(activities=activities) as profiler:
                     if phase == "train step":
                         self._train_step()
                     elif phase == "prefill":
-                        self._prefill()
+                        self._prefill(self.input_ids)
                     else:
-                        self._decode(prefilled)
+                        self._decode(prefilled.past_key_values, prefilled.logits[:, -1].argmax(-1, keepdim=True))
                     _sync(self.spec.device)
             table = profiler.key_averages().table(sort_by=sort_by, row_limit=-1)  # every operator
             sections.append(f"## {self.method}: {phase}\n\n{table}")
@@ -219,15 +237,44 @@ class Runner:
             "peak_mem_how": self.peak_mem_how,
             "prefill_tokens_per_s": tokens / prefill if prefill else None,
             "decode_tokens_per_s": self.spec.batch_size * self.spec.decode_tokens / decode if decode else None,
+            **self._latency("b1", 1),
+            **self._latency("bN", self.spec.batch_size),
             "trainable_params": self.trainable_params,
             "noise_rel_iqr": {key: _rel_iqr(values) for key, values in self.samples.items() if values},
             "samples_s": self.samples,
         }
         renamed = {"prefill_s": "prefill_tokens_per_s", "decode_s": "decode_tokens_per_s"}
-        result["unavailable"] = {renamed.get(key, key): reason for key, reason in self.unavailable.items()}
+        result["unavailable"] = {
+            renamed.get(key, key): reason
+            for key, reason in self.unavailable.items()
+            if renamed.get(key, key) in FIGURES
+        }
         if "train_step_s" in result["unavailable"]:
             result["unavailable"]["train_tokens_per_s"] = result["unavailable"]["train_step_s"]
         return result
+
+    def _latency(self, suffix: str, batch: int) -> dict:
+        """TTFT, TBT and TPS from the samples at ``batch`` (``suffix`` b1: batch 1; bN: the preset's batch).
+
+        TTFT: median seconds of prefill + first token. TBT: median seconds of the later ``decode_tokens`` steps, per
+        step. TPS: the ``batch * (decode_tokens + 1)`` generated tokens over the median of whole generations.
+        """
+        prefill_key, decode_key = ("prefill_b1_s", "decode_b1_s") if suffix == "b1" else ("prefill_s", "decode_s")
+        ttft, decode = _median(self.samples[prefill_key]), _median(self.samples[decode_key])
+        pairs = zip(self.samples[prefill_key], self.samples[decode_key], strict=True)
+        whole = _median([first + rest for first, rest in pairs])
+        steps = self.spec.decode_tokens
+        names = (f"ttft_{suffix}_s", f"tbt_{suffix}_s", f"tps_{suffix}")
+        reason = self.unavailable.get(prefill_key) or self.unavailable.get(decode_key)
+        if reason:
+            self.unavailable.update(dict.fromkeys(names, reason))
+        return dict(
+            zip(
+                names,
+                (ttft, decode / steps if decode and steps else None, batch * (steps + 1) / whole if whole else None),
+                strict=True,
+            )
+        )
 
     def close(self) -> None:
         self.model = self.optimizer = self.step_model = None
@@ -251,12 +298,12 @@ def _rel_iqr(values: list[float]) -> float:
 
 def _time(runners: list[Runner], warmup: int, repeats: int) -> None:
     """Warm-up, then ``repeats`` rounds that sample each runner once, in an order rotated every round."""
-    for kind in ("train", "infer"):
-        active = [runner for runner in runners if kind == "infer" or runner.method != "base"]
+    for kind, figures in KINDS.items():
+        active = [runner for runner in runners if kind != "train" or runner.method != "base"]
         for runner in active:
             for _ in range(warmup):
                 runner.sample(kind)
-            for figure in ("train_step_s",) if kind == "train" else ("prefill_s", "decode_s"):
+            for figure in figures:
                 runner.samples[figure].clear()
         for round_index in range(repeats):
             shift = round_index % max(len(active), 1)

@@ -1,7 +1,7 @@
 """prefixmemory-diagnose: the paper's mechanism diagnostics on any supported model and any PEFT adapter.
 
     prefixmemory-diagnose spectrum  --model BASE --adapter PMT=saves/pmt --adapter saves/pt --data goemotions_test
-    prefixmemory-diagnose cka       --model BASE --adapter ... --data truthfulqa.json
+    prefixmemory-diagnose cka       --model BASE --adapter ... --data truthfulqa --layer 18
     prefixmemory-diagnose tradeoff  --model BASE --adapter ... --data goemotions_test
     prefixmemory-diagnose attention --model BASE --adapter ... --data goemotions_test --ood-data banking77_ood
 
@@ -69,7 +69,8 @@ def _add_spectrum_and_cka(commands, data_help: str) -> None:
     cka = commands.add_parser(
         "cka", help="linear CKA of base vs tuned hidden states: appendix B.3, Tables 9-10",
         description="Linear CKA between the base and the tuned model's hidden states (appendix B.3, Tables 9-10), "
-        "at the chosen layer and at every layer.",
+        "at the chosen layer and at every layer; cka.md holds the table (prefix-tuning adapters by prefix length: "
+        "Table 10's sweep). The paper's setting: --model Qwen/Qwen2.5-3B-Instruct --layer 18 --data truthfulqa.",
     )  # fmt: skip
     _common(
         cka, data_help, None, "decoder layer of the headline number (default: the middle one; Table 9 uses 18 of 36)"

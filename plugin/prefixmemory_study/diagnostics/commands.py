@@ -55,10 +55,20 @@ def cka(args, adapters, tokenizer, texts) -> dict:
     for adapter in adapters:
         tuned = probes.hidden_states(_load(args, adapter), inputs, args.pool)
         per_layer = [metrics.linear_cka(x, y) for x, y in zip(reference, tuned, strict=True)]
-        entries.append({"name": adapter.name, "kind": adapter.kind, "cka": per_layer[layer], "per_layer": per_layer})
+        entries.append({"name": adapter.name, "kind": adapter.kind, "prefix_length": adapter.num_virtual_tokens,
+                        "cka": per_layer[layer], "per_layer": per_layer})  # fmt: skip
     extra = f"{args.pool} token{'s' if args.pool == 'tokens' else ''}, {reference[0].shape[0]} samples"
     plots.plot_cka(entries, layer, Path(args.output_dir) / "cka.png", _subtitle(args, texts, extra))
+    (Path(args.output_dir) / "cka.md").write_text(cka_table(entries, layer) + "\n")
     return {"layer": layer, "pool": args.pool, "samples": reference[0].shape[0], "results": entries}
+
+
+def cka_table(entries: list[dict], layer: int) -> str:
+    """Tables 9-10's layout: the base model (1 by definition), then each adapter; prefix-tuning by prefix length."""
+    prefix_last = sorted(entries, key=lambda e: (e["kind"] == "Prefix", e.get("prefix_length", 0)))
+    rows = [("Base Model", 1.0)] + [(e["name"], e["cka"]) for e in prefix_last]
+    lines = [f"| Method | CKA similarity, layer {layer} |", "|---|---|"]
+    return "\n".join(lines + [f"| {name} | {value:.4f} |" for name, value in rows])
 
 
 def tradeoff(args, adapters, tokenizer, texts) -> dict:

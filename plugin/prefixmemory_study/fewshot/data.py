@@ -5,14 +5,14 @@ the in-distribution (IID) test set; for Banking77: the out-of-distribution (OOD)
 77 intents. Every file holds alpaca records (instruction, input, output) and is registered in dataset_info.json.
 
     prefixmemory-fewshot-data build                 # downloads with datasets.load_dataset, writes data/fewshot/
-    prefixmemory-fewshot-data score saves/<run>/predict_bbh_date_test/generated_predictions.jsonl  # scoring.accuracy
+
+Scoring is ``prefixmemory-fewshot eval`` (its one rule: prefixmemory_study.fewshot.scoring).
 
 Choices the paper leaves open (data/README.md gives the reasons):
 - The rounds are disjoint draws, so ``dataset: X_round1,X_round2`` is the two-per-class set of Figure 5's
   incremental rounds, and each round alone is one trial of Table 1.
 - BIG-Bench Hard has only a 250-item test split: the items drawn for the rounds are left out of the test set.
 - GoEmotions is multi-label: only its single-label comments are used, to train and to test.
-- Accuracy is exact match of the first generated line, ignoring case, surrounding space and a final period.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import records
-from . import scoring
 
 ROUNDS = 5
 SEED = 42
@@ -216,17 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     build.add_argument("--data-dir", default="data", help="folder holding dataset_info.json (default: data)")
     build.add_argument("--seed", type=int, default=SEED, help=f"sampling seed (default: {SEED})")
     build.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds per task (default: {ROUNDS})")
-    score = commands.add_parser("score", help="accuracy of LLaMA-Factory generated_predictions.jsonl files")
-    score.add_argument("files", nargs="+")
     args = parser.parse_args(argv)
-
-    if args.command == "build":
-        entries = write_sets(build_sets(fetch, args.seed, args.rounds), args.data_dir)
-        print(f"wrote {len(entries)} datasets to {Path(args.data_dir) / 'fewshot'}: {', '.join(entries)}")
-    else:
-        for path in args.files:
-            correct, total = scoring.accuracy(path)
-            print(f"{path}: {correct}/{total} = {100 * correct / max(total, 1):.2f}%")
+    entries = write_sets(build_sets(fetch, args.seed, args.rounds), args.data_dir)
+    print(f"wrote {len(entries)} datasets to {Path(args.data_dir) / 'fewshot'}: {', '.join(entries)}")
 
 
 if __name__ == "__main__":

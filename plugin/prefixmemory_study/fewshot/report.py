@@ -1,8 +1,11 @@
-"""The few-shot study's outputs (section 6.1): the summary over rounds, Table 1 in Markdown, the Pareto plots.
+"""The few-shot study's outputs (section 6.1): the summary over rounds, Table 1 in Markdown, the Pareto plots, the
+growing-data plots.
 
 Input: the ``evaluations`` of fewshot_results.json, one row per (model, method, task, round, checkpoint) with IID
 and OOD scores. Table 1 reports, per round, the last checkpoint (the highest step), averaged over the rounds.
-The Pareto plots (Figure 4, appendix A.2) put every checkpoint on IID accuracy (x) vs OOD accuracy (y).
+The Pareto plots (Figure 4, appendix A.2) put every checkpoint on IID accuracy (x) vs OOD accuracy (y). The
+growing-data plots (Figures 5, 8, 9) put the last checkpoint of each ``growing`` run (rounds 1..k combined) on
+training examples (x) vs IID accuracy (y); those runs stay out of Table 1.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ def step_order(step: int | None) -> float:
     return float("inf") if step is None else step  # a final save of unknown step is the last
 
 
+def split_protocols(evaluations: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(single-round rows, growing-data rows); rows written before the growing protocol existed are single-round."""
+    growing = [row for row in evaluations if row.get("protocol") == "growing"]
+    return [row for row in evaluations if row.get("protocol") != "growing"], growing
+
+
 def final_rows(evaluations: list[dict]) -> list[dict]:
     """Per (model, method, task, round), the evaluation of the last checkpoint (ICL: its only row)."""
     last: dict[tuple, dict] = {}
@@ -38,9 +47,9 @@ def final_rows(evaluations: list[dict]) -> list[dict]:
 
 
 def summarize(evaluations: list[dict]) -> list[dict]:
-    """Mean and standard deviation over rounds of the final checkpoints' IID and OOD accuracy."""
+    """Mean and standard deviation over rounds of the final checkpoints' IID and OOD accuracy (single rounds)."""
     groups = defaultdict(list)
-    for row in final_rows(evaluations):
+    for row in final_rows(split_protocols(evaluations)[0]):
         groups[(row["model"], row["method"], row["task"])].append(row)
     summary = []
     for (model, method, task), rows in sorted(groups.items()):
@@ -150,6 +159,31 @@ def plot_pareto(evaluations: list[dict], task: str, path: str | Path) -> Path:
                                                                    for r in model_rows], strict=True))  # fmt: skip
         ax.set(xlim=(0, min(100, top_x * 1.15 + 1)), ylim=(0, min(100, top_y * 1.15 + 1)))  # accuracies start at 0
         ax.set(title=model, xlabel=f"IID accuracy on {name} (%)", ylabel="OOD accuracy on Banking77 (%)")
+    return _save(fig, axes[0], height, path)
+
+
+def plot_growth(evaluations: list[dict], task: str, path: str | Path) -> Path:
+    """IID accuracy vs training examples of the growing-data runs, one line per method, one panel per model."""
+    rows = [row for row in final_rows(evaluations) if row["task"] == task and row.get("iid")]
+    models = sorted({row["model"] for row in rows})
+    height = 4.4
+    fig, axes = plt.subplots(1, len(models), figsize=(max(7.0, 5.2 * len(models)), height), squeeze=False)
+    name = TASK_NAMES.get(task, task)
+    header(fig, f"{name}: accuracy as the training data grows", "run k trains on rounds 1..k combined | last "
+           "checkpoint of each run | up is better")  # fmt: skip
+    for ax, model in zip(axes[0], models, strict=True):
+        for method in _order([row["method"] for row in rows if row["model"] == model], METHOD_ORDER):
+            points = sorted((row["train_examples"] or row["round"], row["iid"]["accuracy"]) for row in rows
+                            if row["model"] == model and row["method"] == method)  # fmt: skip
+            ax.plot([x for x, _ in points], [y for _, y in points], "o-", color=color(method), label=method)
+        unit = "training examples" if all(row["train_examples"] for row in rows) else "rounds combined"
+        ax.set(title=model, xlabel=f"{unit}", ylabel=f"IID accuracy on {name} (%)", ylim=(0, 100))
+    return _save(fig, axes[0], height, path)
+
+
+def _save(fig, axes, height: float, path: str | Path) -> Path:
+    """The study's panel style on every axis, the header kept clear, the figure written to ``path``."""
+    for ax in axes:
         ax.spines[["top", "right"]].set_visible(False)
         ax.grid(True, color="#e6e6e6", linewidth=0.8)
         ax.legend(frameon=False, fontsize=8)

@@ -1,26 +1,25 @@
-"""Scoring generated labels against gold labels (few-shot study, section 6.1), with rules stated and tested.
+"""The one label-matching rule of the few-shot study (section 6.1), used by every command that scores labels.
 
-Two rules, both kept here. ``first_line``, the recipe pack's (``prefixmemory-fewshot-data score``): the first
-non-empty line, surrounding space and final periods dropped, case folded. ``normalize``, the study's
-(``prefixmemory-fewshot eval``), accepts everything the first rule accepts, and adds:
+A prediction is correct when it *equals* the gold label after both are normalised, never by substring search.
+Normalisation, in order (the paper gives no rule; each step undoes a harmless formatting habit of chat models):
 
-- wrapping quotes, backticks and markdown emphasis are dropped: ``"**Company**"`` -> ``company``;
+- only the first non-empty line counts: ``Company\nBecause ...`` is ``Company``; an empty answer matches nothing;
+- case is folded and surrounding space dropped: `` ANGER `` is ``anger``;
+- final periods, wrapping quotes, backticks and markdown emphasis are dropped: ``"**Company**."`` is ``company``;
 - a leading ``Answer:``, ``Label:``, ``Intent:``, ``Class:``, ``Category:`` or ``Emotion:`` is dropped;
-- ``_``, ``-`` and runs of spaces are the same: ``card arrival`` == ``card_arrival``;
-- for option-letter label sets such as BIG-Bench's ``(A)``..``(F)``: ``A``, ``A)``, ``(a)`` all mean ``(A)``.
+- ``_``, ``-`` and runs of spaces are the same: ``card arrival`` == ``Card-Arrival`` == ``card_arrival``;
+- for option-letter label sets such as BIG-Bench's ``(A)``..``(F)``: ``A``, ``A)``, ``(a)`` all mean ``(A)``;
+  for other label sets a bare letter is just that letter.
 
-A prediction is correct when it equals the gold label after normalisation: exact label match, never a substring
-search. Extra text: anything after the first line is ignored (``Company\\nBecause ...`` is correct); extra text on the
-first line makes the prediction wrong (``Company, because ...``, ``Company or Artist``). A prediction that matches no
-label of the set is wrong and also counted as ``off_label``. Ties cannot happen: a prediction is one string, and
-``label_index`` refuses a label set in which two labels normalise alike.
+Extra text on the first line makes the prediction wrong (``Company, because ...``, ``Company or Artist``,
+``(A) 03/08/2024``). A prediction that matches no label of the set is wrong and also counted as ``off_label``.
+Ties cannot happen: a prediction is one string, and ``label_index`` refuses a label set in which two labels
+normalise alike.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
 _WRAPPERS = "\"'`*“”‘’"
 _ANSWER_PREFIX = re.compile(r"^(?:answer|label|intent|class|emotion|category)\s*[:：]\s*")
@@ -28,21 +27,10 @@ _SEPARATORS = re.compile(r"[\s_\-]+")
 _OPTION = re.compile(r"^\(?([a-z])\)?$")
 
 
-def first_line(text: str) -> str:
-    """The recipe pack's rule: first non-empty line, stripped, final periods dropped, case folded."""
-    lines = text.strip().splitlines()
-    return lines[0].strip().rstrip(".").strip().casefold() if lines else ""
-
-
-def accuracy(predictions_file: str | Path) -> tuple[int, int]:
-    """(correct, total) under ``first_line`` over a LLaMA-Factory generated_predictions.jsonl (predict, label)."""
-    rows = [json.loads(line) for line in Path(predictions_file).read_text().splitlines() if line.strip()]
-    return sum(first_line(row["predict"]) == first_line(row["label"]) for row in rows), len(rows)
-
-
 def normalize(text: str) -> str:
-    """The study's canonical form of a label or a prediction (no label set needed); builds on ``first_line``."""
-    text = first_line(text)
+    """The canonical form of a label or a prediction (no label set needed): the rule above, bar option letters."""
+    lines = text.strip().splitlines()
+    text = lines[0].casefold() if lines else ""
     previous = None
     while text != previous:  # `"**Answer: Company.**"` needs several passes
         previous = text

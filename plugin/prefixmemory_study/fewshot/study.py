@@ -3,11 +3,14 @@
     prefixmemory-fewshot build                                      # the recipe pack's builder: data/fewshot/
     prefixmemory-fewshot train recipes/qwen2.5_fewshot_bbh_pmt.yaml recipes/qwen2.5_fewshot_bbh_lora.yaml
     prefixmemory-fewshot eval --icl                                 # every checkpoint, IID + Banking77 OOD
-    prefixmemory-fewshot plot                                       # Table 1 (Markdown) and the Pareto plots
+    prefixmemory-fewshot train --growing recipes/qwen2.5_fewshot_bbh_pmt.yaml   # Figure 5: rounds 1..k combined
+    prefixmemory-fewshot plot                                       # Table 1, Pareto and growing-data plots
 
 ``train`` runs ``llamafactory-cli train`` on each recipe once per round (dataset ``<task>_round<k>``) and records the
 runs in <runs-dir>/fewshot_runs.json; runs whose output folder already holds an adapter are not trained again, so
 checkpoints trained elsewhere are taken as they are (``--no-train``, ``--set output_dir=.../round{round}``).
+``--growing`` trains run k on rounds 1..k combined (``dataset: <task>_round1,...,<task>_round<k>``), the
+accuracy-versus-training-size protocol of Figures 5, 8 and 9; those runs stay out of Table 1.
 ``eval`` runs ``llamafactory-cli train`` with do_predict and predict_with_generate (greedy) on each checkpoint, over
 the IID test split and Banking77 in one pass, and scores generated_predictions.jsonl (rules:
 prefixmemory_study.fewshot.scoring). ``--icl`` adds the in-context baseline: the base model, through the same
@@ -19,14 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
+from .. import predict
 from ..labels import method_label
+from ..predict import parse_overrides, run_llamafactory
 from ..records import alpaca_records, user_text
 from . import data as fewshot_data
 from . import report, scoring
@@ -38,42 +40,11 @@ LABEL_SETS = {
     "banking77": fewshot_data.BANKING77_LABELS,
 }
 ROUND_DATASET = re.compile(r"^(?P<task>.+)_round(?P<round>\d+)(?P<suffix>.*)$")
-# Kept from the training recipe when predicting: what decides how the model and the prompt are built.
-# disable_gradient_checkpointing: finetuning_type prefix refuses to load without it, also to predict.
-PREDICT_KEYS = ("model_name_or_path", "template", "default_system", "enable_thinking", "cutoff_len", "dataset_dir",
-                "finetuning_type", "trust_remote_code", "bf16", "fp16", "infer_dtype", "flash_attn",
-                "disable_gradient_checkpointing")  # fmt: skip
 MANIFEST = "fewshot_runs.json"
 RESULTS = "fewshot_results.json"
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """``key=value`` strings -> dict, values read as YAML (``max_steps=100`` is an int, ``bf16=false`` a bool)."""
-    overrides = {}
-    for pair in pairs or ():
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"`--set` expects key=value, got {pair!r}.")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
-
-
-def run_llamafactory(config: dict, config_path: Path) -> None:
-    """``llamafactory-cli train <config_path>``, its output in <config_path>.log; raises with the log's tail."""
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    executable = shutil.which("llamafactory-cli")
-    argv = [executable] if executable else [sys.executable, "-m", "llamafactory.cli"]
-    log_path = config_path.with_suffix(".log")
-    print(f"llamafactory-cli train {config_path}  (log: {log_path})", flush=True)
-    with open(log_path, "w") as log:
-        result = subprocess.run([*argv, "train", str(config_path)], stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        tail = log_path.read_text(errors="replace")[-4000:]
-        raise RuntimeError(f"llamafactory-cli train {config_path} failed ({result.returncode}):\n{tail}")
 
 
 def label_set(dataset: str, golds: list[str]) -> tuple[str, ...]:
@@ -104,21 +75,45 @@ def build(args) -> None:
 # ---------------------------------------------------------------- train
 
 
-def round_runs(recipe: Path, rounds: list[int], runs_dir: Path, overrides: dict, method: str | None) -> list[dict]:
-    """One run per round of ``recipe``: its manifest entry with the LLaMA-Factory config to train it."""
+def round_task(dataset: str) -> tuple[str, str]:
+    """(task, suffix) of a round or of rounds combined: ``bbh_date_round1,bbh_date_round2_sample`` is refused,
+    ``bbh_date_round1,bbh_date_round2`` -> (``bbh_date``, ``""``), ``goemotions_round3_sample`` -> (``goemotions``,
+    ``_sample``)."""
+    parts = [ROUND_DATASET.match(name.strip()) for name in str(dataset).split(",")]
+    if not all(parts) or len({(part["task"], part["suffix"]) for part in parts}) != 1:
+        raise ValueError(
+            f"`dataset` must name rounds of one task, like bbh_date_round1 or bbh_date_round1,bbh_date_round2; "
+            f"got {dataset!r}."
+        )
+    return parts[0]["task"], parts[0]["suffix"]
+
+
+def _examples(datasets: str, dataset_dir: str) -> int | None:
+    """Training records of the (comma-separated) data sets; None when one is not a local alpaca file."""
+    try:
+        return sum(len(alpaca_records(name, dataset_dir)[0]) for name in datasets.split(","))
+    except (ValueError, OSError):
+        return None
+
+
+def round_runs(recipe: Path, rounds: list[int], runs_dir: Path, overrides: dict, method: str | None,
+               growing: bool = False) -> list[dict]:  # fmt: skip
+    """One run per round of ``recipe``: its manifest entry with the LLaMA-Factory config to train it.
+    ``growing``: run k trains on rounds 1..k combined (Figures 5, 8, 9), in its own folder ``rounds1-<k>``."""
     base = yaml.safe_load(recipe.read_text())
-    match = ROUND_DATASET.match(str(base.get("dataset", "")))
-    if not match:
-        raise ValueError(f"{recipe}: `dataset` must name a round, like bbh_date_round1; got {base.get('dataset')!r}.")
+    try:
+        task, suffix = round_task(base.get("dataset", ""))
+    except ValueError as err:
+        raise ValueError(f"{recipe}: {err}") from None
     model = Path(str(base["model_name_or_path"]).rstrip("/")).name
     method = method or method_label(base.get("finetuning_type", "lora"))
     if method == "LoRA" and base.get("loraplus_lr_ratio"):
         method = "LoRA+"
-    runs = []
+    runs, protocol = [], "growing" if growing else "round"
     for k in rounds:
         config = dict(base)
-        config["dataset"] = f"{match['task']}_round{k}{match['suffix']}"
-        config["output_dir"] = str(runs_dir / model / method / match["task"] / f"round{k}")
+        config["dataset"] = ",".join(f"{task}_round{j}{suffix}" for j in (range(1, k + 1) if growing else [k]))
+        config["output_dir"] = str(runs_dir / model / method / task / _data_name({"round": k, "protocol": protocol}))
         config.update(
             {key: value.format(round=k) if isinstance(value, str) else value for key, value in overrides.items()}
         )
@@ -126,16 +121,27 @@ def round_runs(recipe: Path, rounds: list[int], runs_dir: Path, overrides: dict,
         config["dataset_dir"] = str(Path(config.get("dataset_dir", "data")).resolve())
         if Path(config["model_name_or_path"]).exists():  # a local folder; a hub id stays as it is
             config["model_name_or_path"] = str(Path(config["model_name_or_path"]).resolve())
-        runs.append({"model": model, "method": method, "task": match["task"], "round": k,
+        runs.append({"model": model, "method": method, "task": task, "round": k,
+                     "protocol": protocol,
+                     "train_examples": _examples(config["dataset"], config["dataset_dir"]),
                      "finetuning_type": config.get("finetuning_type", "lora"), "output_dir": config["output_dir"],
                      "recipe": str(recipe), "config": config})  # fmt: skip
     return runs
 
 
+def _data_name(run: dict) -> str:
+    """round<k>, or rounds1-<k> for a growing-data run."""
+    return f"rounds1-{run['round']}" if run.get("protocol") == "growing" else f"round{run['round']}"
+
+
+def _run_key(run: dict) -> tuple:
+    return run["model"], run["method"], run["task"], run["round"], run.get("protocol", "round")
+
+
 def _save_manifest(runs_dir: Path, runs: list[dict]) -> None:
     path = runs_dir / MANIFEST
-    known = {(r["model"], r["method"], r["task"], r["round"]): r for r in _read_json(path, {"runs": []})["runs"]}
-    known.update({(r["model"], r["method"], r["task"], r["round"]): r for r in runs})
+    known = {_run_key(r): r for r in _read_json(path, {"runs": []})["runs"]}
+    known.update({_run_key(r): r for r in runs})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"runs": list(known.values())}, indent=1) + "\n")
 
@@ -145,14 +151,14 @@ def train(args) -> None:
     runs = [
         run
         for recipe in args.recipes
-        for run in round_runs(Path(recipe), args.rounds, runs_dir, overrides, args.method)
+        for run in round_runs(Path(recipe), args.rounds, runs_dir, overrides, args.method, args.growing)
     ]
-    keys = [(run["model"], run["method"], run["task"], run["round"]) for run in runs]
+    keys = [_run_key(run) for run in runs]
     if len(set(keys)) < len(keys):
         raise ValueError("two recipes give the same model, method, task and round: train them in separate calls "
                          "with different --method labels.")  # fmt: skip
     for run in runs:
-        config_path = runs_dir / "configs" / f"{run['model']}_{run['method']}_{run['task']}_round{run['round']}.yaml"
+        config_path = runs_dir / "configs" / f"{run['model']}_{run['method']}_{run['task']}_{_data_name(run)}.yaml"
         trained = _has_adapter(Path(run["output_dir"]))
         if args.no_train or (trained and not args.force):
             state = "found" if trained else "MISSING"
@@ -184,21 +190,9 @@ def checkpoints(output_dir: Path) -> list[tuple[str, Path, int | None]]:
     ]
 
 
-def predict_config(run_config: dict, args, eval_dataset: str, output_dir: Path, adapter: Path | None) -> dict:
-    config = {key: run_config[key] for key in PREDICT_KEYS if key in run_config}
-    if adapter is not None and run_config.get("finetuning_type") in ("full", "freeze"):
-        config["model_name_or_path"] = str(adapter)  # full fine-tuning saves whole models
-    elif adapter is not None:
-        config["adapter_name_or_path"] = str(adapter)
-    config.update({
-        "stage": "sft", "do_train": False, "do_predict": True, "predict_with_generate": True, "do_sample": False,
-        "eval_dataset": eval_dataset, "max_new_tokens": args.max_new_tokens, "output_dir": str(output_dir),
-        "overwrite_output_dir": True, "per_device_eval_batch_size": args.batch_size, "report_to": "none",
-    })  # fmt: skip
-    if args.max_samples:
-        config["max_samples"] = args.max_samples
-    config.update(parse_overrides(args.set))
-    return config
+def _predict_config(run_config: dict, args, eval_dataset: str, output_dir: Path, adapter: Path | None) -> dict:
+    return predict.predict_config(run_config, eval_dataset, output_dir, adapter, args.max_new_tokens, args.batch_size,
+                                  args.max_samples, parse_overrides(args.set))  # fmt: skip
 
 
 def _expected(datasets: list[str], dataset_dir: str, max_samples: int | None):
@@ -275,18 +269,19 @@ def evaluate(args) -> None:
         if not found:
             print(f"WARNING no checkpoint in {run['output_dir']}: skipped")
         for name, folder, step in found:
-            out = runs_dir / "predictions" / run["model"] / run["method"] / run["task"] / f"round{run['round']}" / name
-            config = predict_config(run["config"], args, ",".join(datasets), out, folder)
+            out = runs_dir / "predictions" / run["model"] / run["method"] / run["task"] / _data_name(run) / name
+            config = _predict_config(run["config"], args, ",".join(datasets), out, folder)
             evaluations.append(
                 {**_key(run), "checkpoint": name, "step": step, **_evaluate(config, datasets, out, args)}
             )
     if args.icl:
-        for run in {(r["model"], r["task"], r["round"]): r for r in runs}.values():
+        single = [r for r in runs if r.get("protocol", "round") == "round"]  # ICL: a round's examples in the prompt
+        for run in {(r["model"], r["task"], r["round"]): r for r in single}.values():
             datasets = [args.iid_dataset.format(task=run["task"]), args.ood_dataset.format(task=run["task"])]
             out = runs_dir / "predictions" / run["model"] / "ICL" / run["task"] / f"round{run['round']}" / "icl"
             icl_data(run, datasets, out / "data")
-            config = predict_config(run["config"], args, ",".join(datasets), out, None)
-            config.update(dataset_dir=str(out / "data"), finetuning_type="lora", cutoff_len=args.icl_cutoff_len)
+            config = _predict_config(run["config"], args, ",".join(datasets), out, None)
+            config.update(dataset_dir=str(out / "data"), cutoff_len=args.icl_cutoff_len)
             evaluations.append({**_key(run), "method": "ICL", "checkpoint": "icl", "step": None,
                                 **_evaluate(config, datasets, out, args)})  # fmt: skip
     results = {"label_matching": scoring.__doc__.strip(), "evaluations": evaluations,
@@ -299,7 +294,8 @@ def evaluate(args) -> None:
 
 
 def _key(run: dict) -> dict:
-    return {"model": run["model"], "method": run["method"], "task": run["task"], "round": run["round"]}
+    return {"model": run["model"], "method": run["method"], "task": run["task"], "round": run["round"],
+            "protocol": run.get("protocol", "round"), "train_examples": run.get("train_examples")}  # fmt: skip
 
 
 # ---------------------------------------------------------------- plot
@@ -313,8 +309,11 @@ def plot(args) -> None:
     if results is None:
         raise SystemExit(f"no {runs_dir / RESULTS}: run `prefixmemory-fewshot eval` first.")
     written = [report.write_tables(results["summary"], out / "fewshot_table.md")]
-    for task in sorted({row["task"] for row in results["evaluations"]}):
-        written.append(report.plot_pareto(results["evaluations"], task, out / f"pareto_{task}.png"))
+    single, growing = report.split_protocols(results["evaluations"])
+    for task in sorted({row["task"] for row in single}):
+        written.append(report.plot_pareto(single, task, out / f"pareto_{task}.png"))
+    for task in sorted({row["task"] for row in growing}):
+        written.append(report.plot_growth(growing, task, out / f"growth_{task}.png"))
     print("wrote " + ", ".join(map(str, written)))
 
 
@@ -343,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a recipe key, e.g. max_steps=100; {round} in a value is the round "
                    "number")  # fmt: skip
+    t.add_argument(
+        "--growing",
+        action="store_true",
+        help="the growing-data protocol of Figures 5, 8, 9: run k trains on rounds 1..k combined",
+    )
     t.add_argument("--no-train", action="store_true", help="only record the runs: their checkpoints exist already")
     t.add_argument("--force", action="store_true", help="train even where the output folder holds an adapter")
 

@@ -1,0 +1,88 @@
+"""The base model's geometry, read from its config.json: what a PrefixMemory adapter needs, before weights load.
+
+Loading a model takes minutes at real sizes; the architecture, the layer count and the adapter's size are all
+known from the config file, so a run that cannot work is refused (and an oversized one flagged) first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..errors import PrefixMemoryError
+
+
+def read_model_config(model_name_or_path: str) -> dict | None:
+    """The model folder's config.json as a dict; None for a hub id (its config is checked when it loads)."""
+    path = os.path.join(model_name_or_path, "config.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except (OSError, ValueError) as err:
+        raise PrefixMemoryError(f"`model_name_or_path` {path} is unreadable ({err}).") from None
+
+
+def check_model_fits(model_config: dict, layers, model_name_or_path: str, source: str) -> None:
+    """Refuse an architecture PrefixMemory has no layout for, and ``layers`` (named by ``source``) beyond its depth."""
+    from prefixmemory.architectures import attention_layout
+
+    try:
+        attention_layout(model_config.get("model_type"))
+    except ValueError as err:
+        raise PrefixMemoryError(f"`model_name_or_path` {model_name_or_path}: {err}") from None
+    num_layers = model_config.get("num_hidden_layers")
+    out_of_range = [i for i in layers or () if num_layers is not None and i >= num_layers]
+    if out_of_range:
+        raise PrefixMemoryError(
+            f"{source} {out_of_range} out of range: the model in `model_name_or_path` {model_name_or_path} has "
+            f"{num_layers} decoder layers (0-{num_layers - 1})."
+        )
+
+
+def _heads(model_config: dict) -> tuple[int, int, int, int]:
+    hidden, heads = model_config["hidden_size"], model_config["num_attention_heads"]
+    kv_heads = model_config.get("num_key_value_heads") or heads
+    head_dim = model_config.get("head_dim") or hidden // heads
+    return hidden, heads, kv_heads, head_dim
+
+
+def adapter_parameters(model_config: dict, peft_config) -> int:
+    """Trainable parameters of the adapter: per adapted layer, M (heads x F x head_dim) plus the mlp kernel."""
+    from prefixmemory.feature_maps import takes_feature_dim
+
+    _, heads, _, head_dim = _heads(model_config)
+    layers = len(peft_config.layers) if peft_config.layers else model_config["num_hidden_layers"]
+    feature_dim = peft_config.feature_dim or head_dim
+    kernel = heads * (head_dim * feature_dim + feature_dim) if takes_feature_dim(peft_config.feature_map) else 0
+    return layers * (heads * feature_dim * head_dim + kernel)
+
+
+def attention_parameters(model_config: dict) -> int:
+    """Weights of the q, k, v and o projections over all decoder layers (biases left out)."""
+    hidden, heads, kv_heads, head_dim = _heads(model_config)
+    return model_config["num_hidden_layers"] * hidden * head_dim * (2 * heads + 2 * kv_heads)
+
+
+def model_parameters(model_config: dict) -> int:
+    """About the base model's parameter count: embeddings, (untied) head, attention and gated MLP weights."""
+    hidden, vocab = model_config["hidden_size"], model_config.get("vocab_size", 0)
+    embeddings = vocab * hidden * (1 if model_config.get("tie_word_embeddings", False) else 2)
+    mlp = model_config["num_hidden_layers"] * 3 * hidden * model_config.get("intermediate_size", 4 * hidden)
+    return embeddings + attention_parameters(model_config) + mlp
+
+
+def size_warning(model_config: dict, peft_config) -> str | None:
+    """A warning when the adapter outgrows the attention projections it sits on (e.g. a huge `pmt_feature_dim`)."""
+    try:
+        adapter, attention = adapter_parameters(model_config, peft_config), attention_parameters(model_config)
+        share = adapter / (adapter + model_parameters(model_config))
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None  # a config without the usual keys: nothing to compare against
+    if adapter <= attention:
+        return None
+    return (
+        f"The PrefixMemory adapter has {adapter:,} trainable parameters ({share:.1%} of the model), more than the "
+        f"model's attention projections ({attention:,}); check `pmt_feature_dim` and `pmt_layers`."
+    )
