@@ -4,7 +4,7 @@
 | --- | --- | --- |
 | hparams.finetuning_args.FinetuningArguments | subclass: two more types + their keys | its Literal: argparse choices |
 | hparams.parser._parse_{train,infer,eval}_args | type case; other methods' keys | defaults hide them |
-| hparams.parser._verify_model_args | adapters checked; geometry; vllm: exports only; sglang, 4-bit refused | LoRA-only |
+| hparams.parser._verify_model_args | adapters, geometry checked; sglang, 4/8-bit refused; vllm: exports | LoRA-only |
 | hparams.parser.get_last_checkpoint | skips checkpoints without trainer_state.json | a killed save |
 | hparams.parser.get_train_args | folders, resume; ddp_find_unused_parameters, label_names; PT limits | as for LoRA |
 
