@@ -1,5 +1,6 @@
 """The shape of the code: the method imports neither the patches nor the study tools, the patches never import the
-tools, no two packages import each other (also through a third), and files and functions stay small.
+tools, the vLLM serving package imports none of the others and only the export patch imports it (its converter,
+which needs no vLLM), no two packages import each other (also through a third), and files and functions stay small.
 
 Imports are read with ``ast`` from every module of the three packages, function-level imports included.
 """
@@ -16,11 +17,16 @@ PACKAGES = {
     "prefixmemory": REPO / "plugin" / "prefixmemory",
     "prefixmemory_patches": REPO / "patches" / "prefixmemory_patches",
     "prefixmemory_study": REPO / "plugin" / "prefixmemory_study",
+    "prefixmemory_vllm": REPO / "plugin" / "prefixmemory_vllm",
 }
 FORBIDDEN = {
-    "prefixmemory": {"prefixmemory_patches", "prefixmemory_study"},
+    "prefixmemory": {"prefixmemory_patches", "prefixmemory_study", "prefixmemory_vllm"},
     "prefixmemory_patches": {"prefixmemory_study"},
+    "prefixmemory_study": {"prefixmemory_vllm"},
+    "prefixmemory_vllm": {"prefixmemory", "prefixmemory_patches", "prefixmemory_study"},
 }
+# What of the serving package another package may import: the folder format and its converter, free of vLLM.
+VLLM_FREE = {"prefixmemory_vllm", "prefixmemory_vllm.convert"}
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
@@ -74,6 +80,25 @@ def test_imports_point_one_way(package):
     graph = _package_graph()
     wrong = {target: graph[package][target] for target in FORBIDDEN[package] if target in graph[package]}
     assert not wrong, f"{package} imports {wrong}"
+
+
+def test_only_the_vllm_free_part_of_the_serving_package_is_imported():
+    wrong = [
+        f"{module} imports {name}"
+        for module, path in _modules()
+        if not module.startswith("prefixmemory_vllm")
+        for name in _imported(module, path)
+        if name.split(".")[0] == "prefixmemory_vllm" and name not in VLLM_FREE
+    ]
+    assert not wrong, wrong
+    free = [(module, path) for module, path in _modules() if module.removesuffix(".__init__") in VLLM_FREE]
+    assert len(free) == len(VLLM_FREE)
+    heavy = {
+        module: names
+        for module, path in free
+        if (names := {n for n in _imported(module, path) if "vllm" == n.split(".")[0] or n == "torch"})
+    }
+    assert not heavy, f"the serving package's format modules import {heavy}"
 
 
 def test_no_cycle_between_packages():

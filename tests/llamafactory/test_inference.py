@@ -7,6 +7,7 @@ import pytest
 import torch
 from lfcli import run_cli
 from peft import PeftModel
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 import prefixmemory  # noqa: F401  (registers the PEFT method)
@@ -77,6 +78,20 @@ def test_export_is_self_contained_and_reloads_identically(tiny_qwen2, trained_ad
     torch.testing.assert_close(exported, _peft_logits(tiny_qwen2, trained_adapter), rtol=0, atol=1e-6)
     base_only = AutoModelForCausalLM.from_pretrained(export_dir)(TOKENS).logits
     assert (base_only - exported).abs().max() > 1e-4  # the memory is not silently dropped or merged
+    _assert_vllm_ready(export_dir, trained_adapter)
+
+
+def _assert_vllm_ready(export_dir: Path, adapter: Path) -> None:
+    """The folder also names the PrefixMemory architecture for vLLM and holds the trained memories beside the base."""
+    config = json.loads((export_dir / "config.json").read_text())
+    assert config["architectures"] == ["PrefixMemoryQwen2ForCausalLM"] and config["model_type"] == "qwen2"
+    assert config["prefix_memory"] == {"feature_map": "elu", "feature_dim": 16, "layers": [0, 1], "bias": False}
+    served = load_file(export_dir / "prefixmemory.safetensors")
+    trained = load_file(adapter / "adapter_model.safetensors")
+    assert len(served) == len(trained) == 2
+    for layer in (0, 1):
+        memory = trained[f"base_model.model.model.layers.{layer}.self_attn.q_proj.prefixmemory_memory.weight"]
+        assert torch.equal(served[f"model.layers.{layer}.self_attn.prefix_memory.memory"], memory)
 
 
 def test_export_refuses_to_write_into_the_adapter_folder(tiny_qwen2, trained_adapter, tmp_path):

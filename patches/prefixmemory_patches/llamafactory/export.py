@@ -3,10 +3,14 @@
 | LLaMA-Factory function | change | why |
 | --- | --- | --- |
 | train.tuner.export_model | prefixmemory, prefix: base + adapter + README | neither can be merged into weights |
+| (same) | prefixmemory: + memories and config entries vLLM reads | ``vllm serve`` on the folder |
 
 Upstream export merges LoRA into the weights and aborts on anything that is not a PreTrainedModel. Our export
 instead writes a self-contained folder: the base model (in the export dtype) with its tokenizer at the top, the
-adapter in ``prefixmemory_adapter/`` (or ``prefix_adapter/``), and a README saying how to load both.
+adapter in ``prefixmemory_adapter/`` (or ``prefix_adapter/``), and a README saying how to load both. A prefixmemory
+export of a Qwen2/Qwen3/LLaMA/Mistral model is also made servable by vLLM with the serving package's converter
+(``prefixmemory_vllm.convert``: json and safetensors only, no vLLM), so that the folder format is defined once,
+beside the vLLM plugin that reads it.
 """
 
 from __future__ import annotations
@@ -45,8 +49,15 @@ tokenizer = AutoTokenizer.from_pretrained("{export_dir}")
 ```
 
 With LLaMA-Factory: `model_name_or_path: {export_dir}`, `adapter_name_or_path: {export_dir}/{adapter}`,
-`finetuning_type: {method}`, `infer_backend: huggingface` (vLLM and SGLang serve LoRA adapters only).
+`finetuning_type: {method}`, `infer_backend: huggingface`.
+{serving}
 """
+
+SERVING_NOTES = {
+    True: "With vLLM (the `prefixmemory_vllm` plugin installed, see the project's docs/serving.md): "
+    "`vllm serve {export_dir}`.",
+    False: "vLLM and SGLang cannot serve this adapter.",
+}
 
 
 @bends(
@@ -89,13 +100,35 @@ def export_unmerged(tuner, model_args, data_args, finetuning_args) -> None:
     tokenizer.save_pretrained(export_dir)
     if tokenizer_module["processor"] is not None:
         tokenizer_module["processor"].save_pretrained(export_dir)
+    servable = method == "prefixmemory" and _make_vllm_ready(export_dir, tuner.logger)
     note = LOADING_NOTE.format(
-        method=method, why=WHY_NOT_MERGED[method], export_dir=export_dir, adapter=adapter_folder
+        method=method,
+        why=WHY_NOT_MERGED[method],
+        export_dir=export_dir,
+        adapter=adapter_folder,
+        serving=SERVING_NOTES[servable].format(export_dir=export_dir),
     )
     Path(export_dir, "README.md").write_text(note)
     tuner.logger.info_rank0(
         f"Exported base model and {adapter_folder} to {export_dir} (not merged: see {export_dir}/README.md)."
     )
+
+
+def _make_vllm_ready(export_dir: str, logger) -> bool:
+    """Add what vLLM needs when the plugin supports the architecture; False (and a log line) when it does not."""
+    import json
+
+    from prefixmemory_vllm import ARCHITECTURES
+    from prefixmemory_vllm.convert import make_vllm_ready
+
+    architectures = json.loads(Path(export_dir, "config.json").read_text()).get("architectures") or []
+    if not set(architectures) & set(ARCHITECTURES):
+        logger.info_rank0(
+            f"vLLM serving supports {', '.join(ARCHITECTURES)}; {architectures} serves with transformers."
+        )
+        return False
+    make_vllm_ready(export_dir)
+    return True
 
 
 def _checked_export_dir(model_args) -> str:

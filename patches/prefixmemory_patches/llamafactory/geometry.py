@@ -49,14 +49,15 @@ def _heads(model_config: dict) -> tuple[int, int, int, int]:
 
 
 def adapter_parameters(model_config: dict, peft_config) -> int:
-    """Trainable parameters of the adapter: per adapted layer, M (heads x F x head_dim) plus the mlp kernel."""
+    """Trainable parameters of the adapter: per adapted layer, M (heads x F x head_dim), its bias, the mlp kernel."""
     from prefixmemory.feature_maps import takes_feature_dim
 
     _, heads, _, head_dim = _heads(model_config)
     layers = len(peft_config.layers) if peft_config.layers else model_config["num_hidden_layers"]
     feature_dim = peft_config.feature_dim or head_dim
     kernel = heads * (head_dim * feature_dim + feature_dim) if takes_feature_dim(peft_config.feature_map) else 0
-    return layers * (heads * feature_dim * head_dim + kernel)
+    bias = heads * head_dim if peft_config.memory_bias else 0
+    return layers * (heads * feature_dim * head_dim + bias + kernel)
 
 
 def attention_parameters(model_config: dict) -> int:

@@ -4,7 +4,7 @@
 | --- | --- | --- |
 | hparams.finetuning_args.FinetuningArguments | subclass: two more types + their keys | its Literal: argparse choices |
 | hparams.parser._parse_{train,infer,eval}_args | type case; other methods' keys | defaults hide them |
-| hparams.parser._verify_model_args | our adapters checked; geometry; vllm, sglang, 4/8-bit refused | LoRA-only |
+| hparams.parser._verify_model_args | adapters, geometry checked; sglang, 4/8-bit refused; vllm: exports | LoRA-only |
 | hparams.parser.get_last_checkpoint | skips checkpoints without trainer_state.json | a killed save |
 | hparams.parser.get_train_args | folders, resume; ddp_find_unused_parameters, label_names; PT limits | as for LoRA |
 
@@ -116,9 +116,15 @@ def _read_keys_as_written(parser, name: str) -> None:
 
 
 def _check_serving(model_args, method: str) -> None:
-    """What cannot load our adapters: vLLM / SGLang, and a quantized base."""
+    """What cannot load our adapters: vLLM / SGLang, and a quantized base. vLLM serves a PrefixMemory export."""
     backend = str(getattr(model_args.infer_backend, "value", model_args.infer_backend))
-    if backend != "huggingface":
+    if backend == "vllm" and method == "prefixmemory":
+        if model_args.adapter_name_or_path is not None:
+            raise PrefixMemoryError(
+                "`infer_backend: vllm` cannot load a prefixmemory adapter: export it first (`llamafactory-cli "
+                "export`) and give the export folder as `model_name_or_path`, without `adapter_name_or_path`."
+            )
+    elif backend != "huggingface":
         raise PrefixMemoryError(
             f"`infer_backend: {backend}` cannot serve finetuning_type: {method} (vLLM and SGLang serve LoRA "
             "adapters only); use infer_backend: huggingface."
