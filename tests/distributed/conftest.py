@@ -52,7 +52,7 @@ class Runs:
         name = "_".join(filter(None, [engine, stage, variant]))
         if name not in self._done:
             config = self.config(name, stage, **overrides)
-            # The DeepSpeed config as the README writes it: a key=value override after the recipe.
+            # The DeepSpeed config as docs/distributed.md writes it: a key=value override after the recipe.
             deepspeed = [] if engine == "ddp" else [f"deepspeed={DEEPSPEED[engine]}"]
             torchrun_train(config, self.workdir(name), *deepspeed)
             self._done[name] = Path(config["output_dir"])

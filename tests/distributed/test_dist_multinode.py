@@ -59,7 +59,7 @@ def two_node_job(runs, name: str, engine: str):
     )
     argv = ["llamafactory-cli", "train", str(path)]
     if engine != "ddp":
-        argv.append(f"deepspeed={DEEPSPEED[engine]}")  # as in the README's two-node example
+        argv.append(f"deepspeed={DEEPSPEED[engine]}")  # as in the two-node example of docs/distributed.md
     nodes = [start(argv, launcher_env(NODE_RANK=rank, **cluster), workdir) for rank in (0, 1)]
     return Path(config["output_dir"]), [finish(node, f"node {rank}", check=False) for rank, node in enumerate(nodes)]
 

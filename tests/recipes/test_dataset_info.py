@@ -73,7 +73,7 @@ def test_sample_twin_has_the_schema_of_its_dataset(name):
         assert all(row["chosen"] != row["rejected"] for row in rows)
 
 
-# Written by prefixmemory-fewshot-data build, or fetched for evaluation as recipes/README.md says.
+# Written by prefixmemory-fewshot-data build, or fetched for evaluation as docs/evaluation.md says.
 NOT_SHIPPED = ("fewshot/", "alpaca_eval/")
 
 
