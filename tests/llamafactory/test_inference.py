@@ -85,13 +85,15 @@ def _assert_vllm_ready(export_dir: Path, adapter: Path) -> None:
     """The folder also names the PrefixMemory architecture for vLLM and holds the trained memories beside the base."""
     config = json.loads((export_dir / "config.json").read_text())
     assert config["architectures"] == ["PrefixMemoryQwen2ForCausalLM"] and config["model_type"] == "qwen2"
-    assert config["prefix_memory"] == {"feature_map": "elu", "feature_dim": 16, "layers": [0, 1], "bias": False}
+    assert config["prefix_memory"] == {"feature_map": "elu", "feature_dim": 16, "layers": [0, 1], "bias": True}
     served = load_file(export_dir / "prefixmemory.safetensors")
     trained = load_file(adapter / "adapter_model.safetensors")
-    assert len(served) == len(trained) == 2
+    assert len(served) == len(trained) == 4  # M and its bias in each of the 2 layers
     for layer in (0, 1):
-        memory = trained[f"base_model.model.model.layers.{layer}.self_attn.q_proj.prefixmemory_memory.weight"]
-        assert torch.equal(served[f"model.layers.{layer}.self_attn.prefix_memory.memory"], memory)
+        trained_key = f"base_model.model.model.layers.{layer}.self_attn.q_proj.prefixmemory_memory"
+        served_key = f"model.layers.{layer}.self_attn.prefix_memory"
+        assert torch.equal(served[f"{served_key}.memory"], trained[f"{trained_key}.weight"])
+        assert torch.equal(served[f"{served_key}.memory_bias"], trained[f"{trained_key}.bias"][:, 0])  # (H,1,D)
 
 
 def test_export_refuses_to_write_into_the_adapter_folder(tiny_qwen2, trained_adapter, tmp_path):
