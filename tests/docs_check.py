@@ -31,7 +31,10 @@ PLACEHOLDER = "PLACEHOLDER_"
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
 INLINE = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
-RECORDER = """command_not_found_handle() { { printf '%s\\037' "$@"; printf '\\036'; } >> "$DOCS_RECORD"; return 0; }
+# One write per call: the commands of a pipeline run at once, and two writes each could interleave.
+RECORDER = """command_not_found_handle() {
+    local call; call=$(printf '%s\\037' "$@"); printf '%s\\036' "$call" >> "$DOCS_RECORD"; return 0
+}
 """
 
 
