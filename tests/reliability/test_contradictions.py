@@ -26,6 +26,11 @@ from reliability_checks import refusal, unchanged
             "`pmt_layers` 1 vs all (arguments vs checkpoint)",
         ),
         (
+            "explicit resume, memory bias switched off",
+            dict(resume_from_checkpoint="{run}/checkpoint-2", pmt_memory_bias=False),
+            "`pmt_memory_bias` False vs True (arguments vs checkpoint)",
+        ),
+        (
             "adapter_name_or_path, other pmt_* values",
             dict(adapter_name_or_path="{run}", pmt_feature_map="mlp", pmt_feature_dim=8),
             "error: `adapter_name_or_path` {run} was trained with other values: `pmt_feature_map` mlp vs elu; "

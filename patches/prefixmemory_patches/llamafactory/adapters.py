@@ -14,7 +14,12 @@ from ..errors import PrefixMemoryError
 
 CONFIG_NAME, WEIGHTS_NAMES = "adapter_config.json", ("adapter_model.safetensors", "adapter_model.bin")
 # pmt_* key -> the adapter_config.json field it writes
-PMT_FIELDS = {"pmt_feature_map": "feature_map", "pmt_layers": "layers", "pmt_feature_dim": "feature_dim"}
+PMT_FIELDS = {
+    "pmt_feature_map": "feature_map",
+    "pmt_layers": "layers",
+    "pmt_feature_dim": "feature_dim",
+    "pmt_memory_bias": "memory_bias",
+}
 
 
 def read_adapter_config(path: str, key: str = "adapter_name_or_path") -> dict:
@@ -55,10 +60,13 @@ def _check_safetensors_whole(file: str, key: str) -> None:
 
 def pmt_disagreements(peft_config, adapter_config: dict, keys) -> list[str]:
     """``key: ours vs theirs`` for each of ``keys`` (pmt_* names) where the two configs differ."""
+    from prefixmemory import PrefixMemoryConfig
+
+    saved = PrefixMemoryConfig.check_kwargs(**adapter_config)  # read as loading reads it (no memory_bias: none)
     found = []
     for key in keys:
         field = PMT_FIELDS[key]
-        ours, theirs = getattr(peft_config, field), adapter_config.get(field)
+        ours, theirs = getattr(peft_config, field), saved.get(field)
         if ours != theirs:
             found.append(f"`{key}` {_shown(key, ours)} vs {_shown(key, theirs)}")
     return found
