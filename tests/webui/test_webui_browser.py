@@ -170,7 +170,11 @@ def test_a_person_trains_and_chats_with_prefixmemory(page, webui, tiny_qwen2, to
 
     # Top bar: a local model, the PrefixMemory method, the model's chat template.
     choose(page, "Model name", "Custom")
+    # Choosing a model resets the model path and the template, then warns of a non-instruct template: once the
+    # warning shows, the reset has landed and cannot overwrite the path typed next.
+    expect(page.get_by_text("non-instruct model").first).to_be_visible()
     field(page, "Model path").fill(str(tiny_qwen2))
+    expect(field(page, "Model path")).to_have_value(str(tiny_qwen2))
     choose(page, "Finetuning method", "prefixmemory")
     expect(page.get_by_text("PrefixMemory configurations")).to_be_visible()
     choose(page, "Chat template", "qwen")
