@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -28,9 +29,16 @@ def run_cli(command: str, config: dict | None, workdir: Path, *extra: str, check
 
 
 def failure_report(what: str, result: subprocess.CompletedProcess) -> str:
-    """The ends of a failed run's output, each line once, so per-step warnings cannot push the error out of view."""
+    """A failed run's error lines first, then the ends of its output, each line once (progress bars and per-step
+    warnings cannot push the error out of a truncated CI log)."""
     stdout, stderr = _distinct_tail(result.stdout, 3000), _distinct_tail(result.stderr, 8000)
-    return f"{what} failed ({result.returncode}):\n{stdout}\n{stderr}"
+    errors = "\n".join(_error_lines(result.stdout + "\n" + result.stderr)[-12:])
+    return f"{what} failed ({result.returncode}); its error lines:\n{errors}\n--- output:\n{stdout}\n{stderr}"
+
+
+def _error_lines(text: str) -> list[str]:
+    pattern = re.compile(r"Error|Exception|Traceback|terminate called|exitcode|Signal|Killed|Aborted")
+    return [line[:300] for line in dict.fromkeys(text.splitlines()) if pattern.search(line) and "Warning" not in line]
 
 
 def _distinct_tail(text: str, chars: int) -> str:

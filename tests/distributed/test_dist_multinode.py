@@ -1,23 +1,20 @@
 """Two nodes x one process on one machine, over loopback, with LLaMA-Factory's multi-node variables."""
 
-import re
 from pathlib import Path
 
 import pytest
 from distrun import (
     DEEPSPEED,
-    STEPS,
+    RELAUNCHES,
     assert_same_training,
+    died_after_saving,
     finish,
     free_port,
-    history,
     launcher_env,
     start,
     write_config,
 )
 from lfcli import failure_report
-
-RELAUNCHES = 2  # each costs about 6 minutes: the healthy node's torchrun agent waits its 300 s exit barrier
 
 
 @pytest.mark.parametrize("engine", ["zero3", pytest.param("ddp", marks=pytest.mark.slow)])
@@ -62,10 +59,3 @@ def two_node_job(runs, name: str, engine: str):
         argv.append(f"deepspeed={DEEPSPEED[engine]}")  # as in the two-node example of docs/distributed.md
     nodes = [start(argv, launcher_env(NODE_RANK=rank, **cluster), workdir) for rank in (0, 1)]
     return Path(config["output_dir"]), [finish(node, f"node {rank}", check=False) for rank, node in enumerate(nodes)]
-
-
-def died_after_saving(output_dir: Path, results) -> bool:
-    """Some node's worker was killed by a signal (torchrun reports a negative exit code), yet the job saved its end."""
-    signalled = [re.search(r"exitcode\s*: -\d+", result.stderr) for result in results if result.returncode != 0]
-    saved = (output_dir / "adapter_model.safetensors").exists() and (output_dir / "trainer_state.json").exists()
-    return bool(signalled) and all(signalled) and saved and len(history(output_dir)) == STEPS
