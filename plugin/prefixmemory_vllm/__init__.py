@@ -13,5 +13,6 @@ ARCHITECTURES = {
 }
 CONFIG_KEY = "prefix_memory"  # the config.json entry that describes the memories
 WEIGHTS_FILE = "prefixmemory.safetensors"  # the memories, beside the base weights
-# The attention forwards in ``models`` are copies of these vLLM releases' own.
-SUPPORTED_VLLM = (">=0.32", "<0.33")
+# The attention forwards in ``models`` are copies of these vLLM releases' own: 0.11 is the newest LLaMA-Factory's
+# `infer_backend: vllm` accepts (it asks for vllm<=0.11.0), 0.32 the newest release.
+SUPPORTED_VLLM = ("==0.11.*", "==0.32.*")

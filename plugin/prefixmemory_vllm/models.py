@@ -19,18 +19,24 @@ from packaging.version import Version
 
 from . import CONFIG_KEY, SUPPORTED_VLLM
 
-if not SpecifierSet(",".join(SUPPORTED_VLLM)).contains(Version(vllm.__version__).base_version):
+VLLM_VERSION = Version(vllm.__version__)
+if not any(SpecifierSet(spec).contains(VLLM_VERSION.base_version) for spec in SUPPORTED_VLLM):
     raise ImportError(
-        f"prefixmemory_vllm serves with vLLM {','.join(SUPPORTED_VLLM)} (its attention forwards are copies of those "
-        f"releases'); found vLLM {vllm.__version__}."
+        f"prefixmemory_vllm serves with vLLM {' or '.join(SUPPORTED_VLLM)} (its attention forwards are copies of "
+        f"those releases'); found vLLM {vllm.__version__}."
     )
 
 from vllm.model_executor.models.llama import LlamaAttention, LlamaForCausalLM  # noqa: E402
-from vllm.model_executor.models.mistral import MistralAttention, MistralForCausalLM  # noqa: E402
 from vllm.model_executor.models.qwen2 import Qwen2Attention, Qwen2ForCausalLM  # noqa: E402
 from vllm.model_executor.models.qwen3 import Qwen3Attention, Qwen3ForCausalLM  # noqa: E402
 
 from .memory import PrefixMemory  # noqa: E402
+
+# vLLM 0.11 serves Mistral with its LLaMA classes; 0.32 has Mistral's own (llama-4 scaling of q).
+if VLLM_VERSION.release >= (0, 32):
+    from vllm.model_executor.models.mistral import MistralAttention, MistralForCausalLM
+else:
+    MistralAttention, MistralForCausalLM = LlamaAttention, LlamaForCausalLM
 
 
 class MemoryAttention:
@@ -47,7 +53,7 @@ class PrefixMemoryQwen2Attention(MemoryAttention, Qwen2Attention):
     def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
         qkv, _ = self.qkv_proj(hidden_states)
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        if self.qk_norm:
+        if getattr(self, "qk_norm", False):  # vLLM 0.32's Qwen2 may normalise q and k; 0.11's never does
             total_tokens = q.shape[0]
             q = self.q_norm(q.view(total_tokens, self.num_heads, self.head_dim)).view(total_tokens, self.q_size)
             k = self.k_norm(k.view(total_tokens, self.num_kv_heads, self.head_dim)).view(total_tokens, self.kv_size)
@@ -71,12 +77,14 @@ class PrefixMemoryLlamaAttention(MemoryAttention, LlamaAttention):
 
 
 class PrefixMemoryMistralAttention(MistralAttention):
+    """vLLM 0.32's Mistral attention (on 0.11, MistralAttention is LlamaAttention and this forward equals its own)."""
+
     def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
         qkv, _ = self.qkv_proj(hidden_states)
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         term = self.prefix_memory(q)  # before rotary and before the llama-4 scaling of q
         q, k = self.rotary_emb(positions, q, k)
-        if self.do_llama_4_scaling:
+        if getattr(self, "do_llama_4_scaling", False):
             q = (q * self._get_llama_4_attn_scale(positions)).to(q.dtype)
         attn_output = self.attn(q, k, v)
         output, _ = self.o_proj(attn_output + term)

@@ -7,6 +7,8 @@ here, in the project's environment, with the PEFT method: the serving environmen
 
 from __future__ import annotations
 
+import json
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,3 +110,23 @@ def _export_with_cli(root: Path, name: str) -> None:
         "infer_dtype": "float32",
     }  # fmt: skip
     run_cli("export", config, root)
+
+
+def serve_cases(python: Path, root: Path, tensor_parallel: tuple[str, ...] = ()) -> dict:
+    """Export every case under ``root`` and let vLLM (``python``'s environment) continue its prompts greedily.
+
+    Returns {case: (export, vLLM continuations)}; each case in ``tensor_parallel`` runs again at
+    tensor_parallel_size=2, as case name + '@tp2'.
+    """
+    exports = {name: build(name, root) for name in CASES}
+    jobs = [dict(name=name, dir=e["dir"], prompts=e["prompts"], new_tokens=NEW_TOKENS) for name, e in exports.items()]
+    for name in tensor_parallel:
+        jobs.append({**jobs[list(CASES).index(name)], "name": f"{name}@tp2", "tensor_parallel_size": 2})
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    result = subprocess.run(
+        [str(python), "run_vllm.py", str(root / "jobs.json"), str(root / "out.json")],
+        cwd=Path(__file__).parent, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-6000:]
+    outputs = json.loads((root / "out.json").read_text())
+    return {name: (exports[name.split("@")[0]], tokens) for name, tokens in outputs.items()}

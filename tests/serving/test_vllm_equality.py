@@ -6,11 +6,10 @@ references come from this environment (cases.py); the serving one only runs vLLM
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 import pytest
-from cases import CASES, NEW_TOKENS, build
+from cases import CASES, serve_cases
 from vllm_env import ensure
 
 TENSOR_PARALLEL_CASE = "qwen2_mlp_bias"  # the mlp kernel and the bias are sharded by heads too
@@ -19,20 +18,7 @@ TENSOR_PARALLEL_CASE = "qwen2_mlp_bias"  # the mlp kernel and the bias are shard
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """{case: (export, vLLM continuations)}; the tensor-parallel run is the case name + '@tp2'."""
-    python = ensure()
-    root = tmp_path_factory.mktemp("serving")
-    exports = {name: build(name, root) for name in CASES}
-    jobs = [dict(name=name, dir=e["dir"], prompts=e["prompts"], new_tokens=NEW_TOKENS) for name, e in exports.items()]
-    jobs.append({**jobs[list(CASES).index(TENSOR_PARALLEL_CASE)], "name": f"{TENSOR_PARALLEL_CASE}@tp2"})
-    jobs[-1]["tensor_parallel_size"] = 2
-    (root / "jobs.json").write_text(json.dumps(jobs))
-    result = subprocess.run(
-        [str(python), "run_vllm.py", str(root / "jobs.json"), str(root / "out.json")],
-        cwd=__file__.rsplit("/", 1)[0], capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-6000:]
-    outputs = json.loads((root / "out.json").read_text())
-    return {name: (exports[name.split("@")[0]], tokens) for name, tokens in outputs.items()}
+    return serve_cases(ensure("vllm"), tmp_path_factory.mktemp("serving"), tensor_parallel=(TENSOR_PARALLEL_CASE,))
 
 
 @pytest.mark.parametrize("name", [*CASES, f"{TENSOR_PARALLEL_CASE}@tp2"])
@@ -46,11 +32,11 @@ def test_vllm_equals_transformers_peft(served, name):
 
 
 def test_another_vllm_release_is_refused_in_one_line():
-    """The attention forwards are copies of vLLM 0.32's: the plugin says so rather than serve with another release."""
+    """The attention forwards are copies of vLLM 0.11's and 0.32's: another release is refused, not served."""
     code = "import vllm; vllm.__version__ = '0.40.0'; import prefixmemory_vllm.models"
-    result = subprocess.run([str(ensure()), "-c", code], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([str(ensure("vllm")), "-c", code], capture_output=True, text=True, timeout=600)
     last = result.stderr.strip().splitlines()[-1]
     assert last == (
-        "ImportError: prefixmemory_vllm serves with vLLM >=0.32,<0.33 (its attention forwards are copies of those "
-        "releases'); found vLLM 0.40.0."
+        "ImportError: prefixmemory_vllm serves with vLLM ==0.11.* or ==0.32.* (its attention forwards are copies of "
+        "those releases'); found vLLM 0.40.0."
     )
