@@ -50,7 +50,9 @@ CASES = {
 
 
 def _model(case: Case):
-    overrides = dict(head_dim=64) if case.architecture == "qwen3" else {}
+    # Qwen3's config has a head_dim of its own; Mistral's is set as Mistral 7B v0.2 and later set it (no sliding
+    # window, which vLLM 0.11's CPU backend refuses)
+    overrides = {"qwen3": dict(head_dim=64), "mistral": dict(sliding_window=None)}.get(case.architecture, {})
     return build_model(case.architecture, seed=0, **GEOMETRY, **overrides).eval()
 
 
@@ -113,7 +115,7 @@ def _export_with_cli(root: Path, name: str) -> None:
 
 
 def serve_cases(python: Path, root: Path, tensor_parallel: tuple[str, ...] = ()) -> dict:
-    """Export every case under ``root`` and let vLLM (``python``'s environment) continue its prompts greedily.
+    """Export every case under ``root``; vLLM (``python``'s environment) continues their prompts greedily.
 
     Returns {case: (export, vLLM continuations)}; each case in ``tensor_parallel`` runs again at
     tensor_parallel_size=2, as case name + '@tp2'.

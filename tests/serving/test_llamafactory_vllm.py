@@ -2,7 +2,8 @@
 
 LLaMA-Factory 0.9.5 accepts vllm<=0.11.0, so its vLLM backend runs in an environment of LLaMA-Factory 0.9.5 with
 vLLM 0.11 (vllm_env.py: ``llamafactory-vllm``). There:
-  * every case of cases.py generates through vLLM 0.11 the tokens transformers + PEFT generate, as on vLLM 0.32;
+  * every case of cases.py generates through vLLM 0.11 the tokens transformers + PEFT generate, as on vLLM 0.32
+    (vLLM 0.11 serves Mistral with its LLaMA classes);
   * LLaMA-Factory's ChatModel (what ``llamafactory-cli chat`` and ``api`` run) with ``infer_backend: vllm`` gives on
     the export the replies its huggingface backend gives on the base model with the adapter, computed here.
 """
