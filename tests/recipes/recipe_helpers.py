@@ -17,7 +17,7 @@ ARCHITECTURE = {
     "Qwen/Qwen2.5-3B-Instruct": "qwen2",
     "Qwen/Qwen2.5-Math-7B": "qwen2",
     "meta-llama/Llama-2-7b-chat-hf": "llama",
-    "saves/tiny-qwen2": "qwen2",
+    "models/tiny-qwen2": "qwen2",
 }
 
 
