@@ -4,9 +4,9 @@
   * ``llamafactory-vllm``: LLaMA-Factory 0.9.5 with vLLM 0.11, the newest release its ``infer_backend: vllm`` accepts
     (``requirements-llamafactory-vllm.txt``).
 
-Each is built once under ``$PMT_STACK_CACHE`` (default ``~/.cache/prefixmemory``), in a folder named by a hash of its
-requirements, so a change of versions builds a new one. This checkout is then installed into it the documented way
-(``pip install --no-deps``), which also registers the vLLM plugin entry point.
+Each is built once under ``$PMT_STACK_CACHE`` (default ``~/.cache/prefixmemory``), in a folder named by a hash of
+its requirements and build steps, so a change of versions builds a new one. This checkout is then installed into it
+the documented way (``pip install --no-deps``), which also registers the vLLM plugin entry point.
 """
 
 from __future__ import annotations
@@ -47,7 +47,10 @@ ENVIRONMENTS = {
 
 
 def env_dir(name: str) -> Path:
-    key = hashlib.sha256((HERE / ENVIRONMENTS[name].requirements).read_bytes() + sys.version.encode()).hexdigest()
+    """The cache folder, named by everything its build reads: the requirements file, the build steps, the Python."""
+    env = ENVIRONMENTS[name]
+    inputs = (HERE / env.requirements).read_bytes() + repr(env).encode() + sys.version.encode()
+    key = hashlib.sha256(inputs).hexdigest()
     cache = Path(os.environ.get("PMT_STACK_CACHE", Path.home() / ".cache" / "prefixmemory"))
     return cache / f"{name}-{key[:12]}"
 
