@@ -85,3 +85,11 @@ def toy_data(tmp_path_factory):
     from toydata import write_toy_data
 
     return write_toy_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir():
+    """SmolLM2-135M-Instruct converted by prefixmemory-smollm2, kept in the project's cache between runs."""
+    from prefixmemory_study import smollm2
+
+    return smollm2.convert(smollm2.CACHE / "models" / "smollm2-135m-instruct")

@@ -110,6 +110,8 @@ def generate(model, tokenizer, prompt: list[int], max_new_tokens: int) -> str:
 def evaluate(model, tokenizer, template, rows: list[dict], labels, history: list[dict] = ()) -> dict:
     """Exact-match accuracy of greedy replies to ``rows``; ``history``: in-context examples before each row."""
     max_new_tokens = max(len(tokenizer(label).input_ids) for label in labels) + 2
-    replies = [generate(model, tokenizer, encode(template, tokenizer, row, history)[0], max_new_tokens) for row in rows]
+    replies = [
+        generate(model, tokenizer, encode(template, tokenizer, row, history)[0], max_new_tokens) for row in rows
+    ]
     result = scoring.score(replies, [row["output"] for row in rows], labels)
     return {**result, "examples": [[row["input"][-80:], reply] for row, reply in zip(rows[:3], replies, strict=False)]}

@@ -40,7 +40,9 @@ def accuracy_table(results: list[dict]) -> str:
             continue
         cells, means = [], []
         for task, round_ in columns:
-            values = [r["accuracy"] for r in mine if r["task"] == task and (r["round"] == round_ or name == "zero-shot")]
+            values = [
+                r["accuracy"] for r in mine if r["task"] == task and (r["round"] == round_ or name == "zero-shot")
+            ]
             cells.append(_cell(values))
             means += [mean_spread(values)[0]] if values else []
         trainable = f"{mine[0]['trainable']:,}" if spec.trains else "0"
@@ -51,10 +53,15 @@ def accuracy_table(results: list[dict]) -> str:
 
 
 def sweep_table(sweep: list[dict]) -> str:
-    lines = ["| method | " + " | ".join(["lr", "validation accuracy", "last training loss"]) + " |", "| --- | ---: | ---: | ---: |"]
+    lines = [
+        "| method | " + " | ".join(["lr", "validation accuracy", "last training loss"]) + " |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for name in LEARNING_RATE_GRID:
         for entry in sorted((e for e in sweep if e["method"] == name), key=lambda e: e["lr"]):
-            lines.append(f"| {METHODS[name].label} | {entry['lr']:g} | {entry['accuracy']:.1f} | {entry['last_loss']:.3f} |")
+            lines.append(
+                f"| {METHODS[name].label} | {entry['lr']:g} | {entry['accuracy']:.1f} | {entry['last_loss']:.3f} |"
+            )
     return "\n".join(lines)
 
 
@@ -64,12 +71,16 @@ def mechanism_table(entries: list[dict]) -> str:
     tokens = [statistics.fmean(e["tokens"] for e in entries if e["fillers"] == c) for c in counts]
     lines.append("| prompt tokens | " + " | ".join(f"{t:.0f}" for t in tokens) + " |")
     for name in dict.fromkeys(e["method"] for e in entries):
-        accuracy = [_cell([e["accuracy"] for e in entries if e["method"] == name and e["fillers"] == c]) for c in counts]
+        accuracy = [
+            _cell([e["accuracy"] for e in entries if e["method"] == name and e["fillers"] == c]) for c in counts
+        ]
         lines.append(f"| {METHODS[name].label}: accuracy | " + " | ".join(accuracy) + " |")
         shares = [[e["share"] for e in entries if e["method"] == name and e["fillers"] == c and e["share"] is not None]
                   for c in counts]  # fmt: skip
         if any(shares):
-            lines.append(f"| {METHODS[name].label}: share | " + " | ".join(_cell([100 * s for s in v]) for v in shares) + " |")
+            lines.append(
+                f"| {METHODS[name].label}: share | " + " | ".join(_cell([100 * s for s in v]) for v in shares) + " |"
+            )
     return "\n".join(lines)
 
 
@@ -136,7 +147,9 @@ def write(runs_dir: Path, output_dir: Path, args) -> None:
     """results.md, accuracy.png, mechanism.png and copies of the JSON lines in ``output_dir``."""
     output_dir.mkdir(parents=True, exist_ok=True)
     results, sweep, mechanism = (_read(runs_dir / n) for n in ("results.jsonl", "sweep.jsonl", "mechanism.jsonl"))
-    sections = [f"Model: `{args.model}`; budget: {args.steps} steps of batch {args.batch_size} for every trained method."]
+    sections = [
+        f"Model: `{args.model}`; budget: {args.steps} steps of batch {args.batch_size} for every trained method."
+    ]
     if sweep:
         sections += ["## Learning-rate sweep (topic, validation split, seed 0, round 1)", sweep_table(sweep)]
     if results:
@@ -144,7 +157,10 @@ def write(runs_dir: Path, output_dir: Path, args) -> None:
                      accuracy_table(results)]  # fmt: skip
         plot_accuracy(results, output_dir / "accuracy.png")
     if mechanism:
-        sections += ["## Growing input (emotion task, round 3): accuracy (%) and share (%)", mechanism_table(mechanism)]
+        sections += [
+            "## Growing input (emotion task, round 3): accuracy (%) and share (%)",
+            mechanism_table(mechanism),
+        ]
         plot_mechanism(mechanism, output_dir / "mechanism.png")
     (output_dir / TABLE).write_text("\n\n".join(sections) + "\n")
     for name in ("results.jsonl", "sweep.jsonl", "mechanism.jsonl"):

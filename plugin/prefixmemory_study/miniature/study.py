@@ -89,21 +89,24 @@ def _mine(index: int, shard: tuple[int, int]) -> bool:
 
 def sweep(study: Study) -> None:
     done = study.done(SWEEP)
-    jobs = [(name, lr) for name, grid in LEARNING_RATE_GRID.items() for lr in grid]
+    jobs = [(name, lr) for name, grid in LEARNING_RATE_GRID.items() if name in study.args.methods for lr in grid]
     for index, (name, lr) in enumerate(jobs):
         key = f"{name}|{lr}"
         if key in done or not _mine(index, study.args.shard):
             continue
         entry, _ = study.one_run("topic", name, 1, 0, lr, split="validation")
         study.record(SWEEP, {"key": key, **entry})
-        print(f"sweep {name} lr={lr:g}: validation {entry['accuracy']:.1f}%  loss {entry['last_loss']:.3f}", flush=True)
+        print(
+            f"sweep {name} lr={lr:g}: validation {entry['accuracy']:.1f}%  loss {entry['last_loss']:.3f}", flush=True
+        )
 
 
-def chosen_learning_rates(runs_dir: Path) -> dict[str, float]:
+def chosen_learning_rates(runs_dir: Path, methods) -> dict[str, float]:
     """Per method, the rate with the best validation accuracy (ties: the lower final training loss)."""
-    entries = [json.loads(line) for line in (runs_dir / SWEEP).read_text().splitlines()]
+    path = runs_dir / SWEEP
+    entries = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     best = {}
-    for name in LEARNING_RATE_GRID:
+    for name in (m for m in LEARNING_RATE_GRID if m in methods):
         tried = [e for e in entries if e["method"] == name]
         if len(tried) < len(LEARNING_RATE_GRID[name]):
             raise ValueError(f"the sweep of {name} is not finished in {runs_dir / SWEEP}: run `sweep` first.")
@@ -112,7 +115,7 @@ def chosen_learning_rates(runs_dir: Path) -> dict[str, float]:
 
 
 def run(study: Study) -> None:
-    rates, done = chosen_learning_rates(study.runs_dir), study.done(RESULTS)
+    rates, done = chosen_learning_rates(study.runs_dir, study.args.methods), study.done(RESULTS)
     jobs = [
         (task, name, round_, seed)
         for task in study.args.tasks
@@ -137,7 +140,11 @@ def mechanism(study: Study) -> None:
     from .mechanism import measure
 
     task, done = TASKS[MECHANISM_TASK], study.done(MECHANISM)
-    jobs = [(name, seed) for name in MECHANISM_METHODS for seed in range(study.args.seeds)]
+    if MECHANISM_TASK not in study.args.tasks or MECHANISM_ROUND not in study.args.rounds:
+        print(f"mechanism: skipped (it reads the adapters of {MECHANISM_TASK}, round {MECHANISM_ROUND})", flush=True)
+        return
+    names = [name for name in MECHANISM_METHODS if name in study.args.methods]
+    jobs = [(name, seed) for name in names for seed in range(study.args.seeds)]
     for index, (name, seed) in enumerate(jobs):
         adapter = study.runs_dir / "adapters" / f"{name}-seed{seed}"
         if f"{name}|{seed}" in done or not _mine(index, study.args.shard):
@@ -154,7 +161,9 @@ def in_parallel(args, argv: list[str]) -> None:
     base = [a for i, a in enumerate(argv) if a not in ("--jobs", args.command) and argv[i - 1 : i] != ["--jobs"]]
     for step in ("sweep", "run", "mechanism") if args.command == "all" else (args.command,):
         workers = [
-            subprocess.Popen([sys.executable, "-m", __spec__.name, step, *base, "--shard", f"{i}/{args.jobs}", "--threads", "1"])
+            subprocess.Popen(
+                [sys.executable, "-m", __spec__.name, step, *base, "--shard", f"{i}/{args.jobs}", "--threads", "1"]
+            )
             for i in range(args.jobs)
         ]
         if any(worker.wait() for worker in workers):
