@@ -18,6 +18,7 @@ ARCHITECTURE = {
     "Qwen/Qwen2.5-Math-7B": "qwen2",
     "meta-llama/Llama-2-7b-chat-hf": "llama",
     "models/tiny-qwen2": "qwen2",
+    "models/smollm2-135m-instruct": "llama",
 }
 
 
@@ -29,6 +30,12 @@ def sections(path: Path) -> tuple[str, dict[str, dict]]:
         name, _, body = chunk.partition("\n")
         parsed[name.strip()] = yaml.safe_load(body) or {}
     return header, parsed
+
+
+def shipped(dataset: str) -> bool:
+    """A data set whose file ships in data/ (small already: it needs no ``_sample`` twin)."""
+    entry = DATASET_INFO.get(dataset, {})
+    return "file_name" in entry and (REPO / "data" / entry["file_name"]).is_file()
 
 
 def config(path: Path) -> dict:

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 import torch
 from lfcli import failure_report
-from recipe_helpers import ARCHITECTURE, RECIPES, REPO, config
+from recipe_helpers import ARCHITECTURE, RECIPES, REPO, config, shipped
 
 TWINS_RUN = ("_fewshot_bbh_full.yaml", "_fewshot_bbh_loraplus.yaml")
 RUN = [path for path in RECIPES if not path.name.endswith(("_full.yaml", "_loraplus.yaml")) or
@@ -24,7 +24,7 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALL
 
 
 def sample_twin(dataset: str) -> str:
-    return dataset if dataset.endswith("_sample") else f"{dataset}_sample"  # the demo trains on a sample already
+    return dataset if dataset.endswith("_sample") or shipped(dataset) else f"{dataset}_sample"  # demos: small already
 
 
 @pytest.mark.parametrize("path", RUN, ids=[path.name for path in RUN])
