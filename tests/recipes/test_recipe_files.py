@@ -154,7 +154,7 @@ def test_named_datasets_exist_with_sample_twins(path):
     names = {config(path)["dataset"], *re.findall(r"\bdataset=(\w+)", text)}
     for name in names:
         assert name in DATASET_INFO, f"{name} is not in data/dataset_info.json"
-        assert name.endswith("_sample") or shipped(name) or f"{name}_sample" in DATASET_INFO, f"{name}: no _sample twin"
+        assert name.endswith("_sample") or shipped(name) or f"{name}_sample" in DATASET_INFO, f"{name}: no twin"
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=ids(RECIPES))
