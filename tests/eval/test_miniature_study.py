@@ -1,8 +1,8 @@
 """prefixmemory-miniature end to end on a tiny random model: records, resuming, shards, the chosen rates, the report.
 
 The numbers mean nothing here (random weights, two steps); what is checked is the bookkeeping a long study depends
-on: every configuration recorded once, a stopped study continuing without repeating work, shards splitting the
-work without overlap, the learning rate picked as the rule says, the mechanism read from the saved adapters.
+on: every configuration recorded once, a stopped study continuing without repeating work, parallel workers and
+shards splitting the work without overlap, the learning rate picked as the rule says, the mechanism read from the saved adapters.
 """
 
 import json
@@ -29,18 +29,23 @@ def finished(tiny_qwen2, tmp_path_factory):
     sweep[1]["accuracy"] = 50.0  # pmt-elu's second rate wins on accuracy; prefix: a tie, its third rate's loss wins
     sweep[6]["last_loss"] = 0.5
     (runs / study.SWEEP).write_text("".join(json.dumps(entry) + "\n" for entry in sweep))
-    study.main(["run", *common, "--shard", "1/2"])
-    study.main(["run", *common, "--shard", "0/2"])
-    study.main(["mechanism", *common])
+    study.main(["run", *common, "--jobs", "2"])  # two processes that claim jobs as they become free
+    study.main(["mechanism", *common, "--shard", "1/2"])  # shards: every second job, from the first or the second
+    study.main(["mechanism", *common, "--shard", "0/2"])
     study.main(["report", *common, "--output-dir", str(out)])
     return runs, out, common
 
 
-def test_every_configuration_is_recorded_once_across_shards(finished):
+def test_every_configuration_is_recorded_once_by_parallel_workers(finished):
     runs, _, _ = finished
     keys = [entry["key"] for entry in _lines(runs / study.RESULTS)]
     expected = {"emotion|zero-shot|3|0"} | {f"emotion|{m}|3|{s}" for m in ("icl", "pmt-elu", "prefix") for s in (0, 1)}
     assert sorted(keys) == sorted(expected)
+
+
+def test_no_claims_are_left_behind(finished):
+    runs, _, _ = finished
+    assert not (runs / ".claims").exists()
 
 
 def test_the_rate_with_the_best_validation_accuracy_then_loss_is_used(finished):

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -83,8 +85,20 @@ class Study:
         return entry, model
 
 
-def _mine(index: int, shard: tuple[int, int]) -> bool:
-    return index % shard[1] == shard[0]
+def _mine(study: Study, index: int, key: str) -> bool:
+    """Whether this process does job ``index``: its shard's (every n-th), and with ``--claims`` the first to claim it
+    (so ``--jobs`` processes share the work as each becomes free, whatever each job costs)."""
+    if index % study.args.shard[1] != study.args.shard[0]:
+        return False
+    if not study.args.claims:
+        return True
+    claim = Path(study.args.claims) / key.replace("|", "_").replace("/", "_")
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
 
 
 def sweep(study: Study) -> None:
@@ -92,7 +106,7 @@ def sweep(study: Study) -> None:
     jobs = [(name, lr) for name, grid in LEARNING_RATE_GRID.items() if name in study.args.methods for lr in grid]
     for index, (name, lr) in enumerate(jobs):
         key = f"{name}|{lr}"
-        if key in done or not _mine(index, study.args.shard):
+        if key in done or not _mine(study, index, key):
             continue
         entry, _ = study.one_run("topic", name, 1, 0, lr, split="validation")
         study.record(SWEEP, {"key": key, **entry})
@@ -126,7 +140,7 @@ def run(study: Study) -> None:
     ]
     for index, (task, name, round_, seed) in enumerate(jobs):
         key = f"{task}|{name}|{round_}|{seed}"
-        if key in done or not _mine(index, study.args.shard):
+        if key in done or not _mine(study, index, key):
             continue
         entry, model = study.one_run(task, name, round_, seed, rates.get(name))
         if task == MECHANISM_TASK and round_ == MECHANISM_ROUND and name in MECHANISM_METHODS:
@@ -147,7 +161,7 @@ def mechanism(study: Study) -> None:
     jobs = [(name, seed) for name in names for seed in range(study.args.seeds)]
     for index, (name, seed) in enumerate(jobs):
         adapter = study.runs_dir / "adapters" / f"{name}-seed{seed}"
-        if f"{name}|{seed}" in done or not _mine(index, study.args.shard):
+        if f"{name}|{seed}" in done or not _mine(study, index, f"mechanism|{name}|{seed}"):
             continue
         if not adapter.is_dir():
             raise ValueError(f"{adapter} is missing: `run` saves it ({MECHANISM_TASK}, round {MECHANISM_ROUND}).")
@@ -157,16 +171,17 @@ def mechanism(study: Study) -> None:
 
 
 def in_parallel(args, argv: list[str]) -> None:
-    """Each step of the command in ``args.jobs`` processes of one thread each (--shard i/n), one step after another."""
+    """Each step of the command in ``args.jobs`` processes of one thread each, one step after another; a worker
+    takes the next job no other has claimed."""
     base = [a for i, a in enumerate(argv) if a not in ("--jobs", args.command) and argv[i - 1 : i] != ["--jobs"]]
+    claims = Path(args.runs_dir) / ".claims"
     for step in ("sweep", "run", "mechanism") if args.command == "all" else (args.command,):
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "-m", __spec__.name, step, *base, "--shard", f"{i}/{args.jobs}", "--threads", "1"]
-            )
-            for i in range(args.jobs)
-        ]
-        if any(worker.wait() for worker in workers):
+        shutil.rmtree(claims, ignore_errors=True)  # no worker runs now: claims of a stopped study are stale
+        command = [sys.executable, "-m", __spec__.name, step, *base, "--claims", str(claims), "--threads", "1"]
+        workers = [subprocess.Popen(command) for _ in range(args.jobs)]
+        failed = [worker.wait() for worker in workers]
+        shutil.rmtree(claims, ignore_errors=True)
+        if any(failed):
             raise SystemExit(f"`{step}` failed in one of its {args.jobs} processes; run it again to continue.")
 
 
@@ -185,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--shard", default="0/1", help="i/n: this process does every n-th job from the i-th")
     parser.add_argument("--jobs", type=int, default=1, help="processes per step, one thread each (default: 1)")
+    parser.add_argument("--claims", help=argparse.SUPPRESS)  # set by --jobs: the folder where workers claim jobs
     args = parser.parse_args(argv)
     index, count = (int(part) for part in args.shard.split("/"))
     if not 0 <= index < count:
