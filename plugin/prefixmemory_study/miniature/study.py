@@ -7,7 +7,9 @@
 ``run`` trains every method on every task, round and seed with the same budget and scores the held-out test split;
 ``mechanism`` grows the ``emotion`` task's input and measures accuracy and the prefix's share (section 4);
 ``report`` writes the table and the plots. Every result is one JSON line in ``<runs-dir>``, written as soon as it
-is known: a stopped study continues where it stopped, and ``--shard i/n`` splits the work between processes.
+is known: a stopped study continues where it stopped. ``--jobs N`` runs each step in N one-thread processes that
+take the next unclaimed job as they become free; ``--shard i/n`` gives a process every n-th job (for several machines
+sharing one runs folder).
 
 Rounds are the paper's growing data: round k trains on k examples of every class (round 1's examples are part of
 round 3's, as in the paper's incremental rounds). ``icl`` puts the same examples before each test question as
