@@ -1,7 +1,7 @@
 """prefixmemory-miniature: the paper's few-shot comparison (section 6.1) in miniature, on a real pretrained model.
 
     prefixmemory-smollm2                                     # once: the real model, models/smollm2-135m-instruct
-    prefixmemory-miniature all                               # sweep, run, mechanism, report (about an hour, 2 CPUs)
+    prefixmemory-miniature all --jobs 2                      # sweep, run, mechanism, report: 88 min on 2 CPU cores
 
 ``sweep`` picks each trained method's learning rate on the ``topic`` task's validation split (seed 0, round 1);
 ``run`` trains every method on every task, round and seed with the same budget and scores the held-out test split;
