@@ -36,16 +36,14 @@ def _questions(recipe: dict) -> list[tuple[str, str]]:
     return [(row[columns["prompt"]], row[columns["response"]]) for row in rows]
 
 
-@torch.no_grad()
 def _answers(model, tokenizer, template, questions: list[str]) -> list[str]:
+    from .miniature.loop import generate
+
     replies = []
     for question in questions:
-        prompt, _ = template.encode_oneturn(tokenizer, [{"role": "user", "content": question},
-                                                        {"role": "assistant", "content": ""}])  # fmt: skip
-        ids = torch.tensor([prompt])
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
-        replies.append(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip())
+        turns = [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
+        prompt, _ = template.encode_oneturn(tokenizer, turns)
+        replies.append(generate(model, tokenizer, prompt, max_new_tokens=12).strip())
     return replies
 
 

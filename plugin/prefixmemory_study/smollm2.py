@@ -82,16 +82,11 @@ def build_tokenizer(gguf_dir: Path, gguf_file: str):
 
 def answer(model, tokenizer, question: str, max_new_tokens: int = 16) -> str:
     """The model's greedy answer to one user turn, through its own chat template."""
-    import torch
+    from .miniature.loop import generate
 
-    ids = tokenizer.apply_chat_template(
-        [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )
-    with torch.no_grad():
-        out = model.generate(
-            **ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
-        )
-    return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+    turn = [{"role": "user", "content": question}]
+    prompt = tokenizer.apply_chat_template(turn, add_generation_prompt=True, return_dict=True)["input_ids"]
+    return generate(model, tokenizer, prompt, max_new_tokens).strip()
 
 
 def check(folder: Path) -> str:
