@@ -2,7 +2,8 @@
 
 The numbers mean nothing here (random weights, two steps); what is checked is the bookkeeping a long study depends
 on: every configuration recorded once, a stopped study continuing without repeating work, parallel workers and
-shards splitting the work without overlap, the learning rate picked as the rule says, the mechanism read from the saved adapters.
+shards splitting the work without overlap, the learning rate picked as the rule says, the mechanism read from the
+saved adapters, a bad --shard refused in one line.
 """
 
 import json
@@ -86,3 +87,10 @@ def test_report_writes_the_table_and_plots(finished):
 def test_run_before_the_sweep_says_what_to_do(tiny_qwen2, tmp_path):
     with pytest.raises(ValueError, match="run `sweep` first"):
         study.main(["run", "--model", str(tiny_qwen2), "--runs-dir", str(tmp_path), *SMALL, "--methods", "lora"])
+
+
+@pytest.mark.parametrize("shard", ["abc", "2/2", "1"])
+def test_a_bad_shard_is_refused_in_one_line(shard, capsys):
+    with pytest.raises(SystemExit):
+        study.main(["report", "--shard", shard])
+    assert f"`--shard` must be i/n with 0 <= i < n; got {shard!r}." in capsys.readouterr().err

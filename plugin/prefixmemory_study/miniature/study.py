@@ -204,7 +204,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="processes per step, one thread each (default: 1)")
     parser.add_argument("--claims", help=argparse.SUPPRESS)  # set by --jobs: the folder where workers claim jobs
     args = parser.parse_args(argv)
-    index, count = (int(part) for part in args.shard.split("/"))
+    try:
+        index, count = (int(part) for part in args.shard.split("/"))
+    except ValueError:
+        index, count = -1, 0
     if not 0 <= index < count:
         parser.error(f"`--shard` must be i/n with 0 <= i < n; got {args.shard!r}.")
     args.shard = (index, count)
