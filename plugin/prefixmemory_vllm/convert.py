@@ -1,7 +1,12 @@
-"""Make a PrefixMemory export servable by vLLM, in place: the memories beside the base weights, and config.json
-naming the PrefixMemory architecture and describing the memories.
+"""Make a PrefixMemory model servable by vLLM: the memories beside the base weights, and config.json naming the
+PrefixMemory architecture and describing the memories.
 
-What it adds to a folder with the base model at the top and the PEFT adapter in ``prefixmemory_adapter/``:
+    prefixmemory-vllm-ready BASE --adapter RUN --output SERVE    # a base model and a trained adapter
+    prefixmemory-vllm-ready EXPORT --output SERVE                # an export made before the export did this
+
+The command only reads BASE (or EXPORT) and RUN: it copies the top-level files of BASE (the weights, config and
+tokenizer; subfolders such as ``original/`` are not needed to serve) and the adapter, as ``prefixmemory_adapter/``,
+into SERVE, a new or empty folder, and adds there:
   * ``prefixmemory.safetensors`` (fp32): ``model.layers.{i}.self_attn.prefix_memory.memory`` (H, F, D), for the mlp
     map ``...kernel_weight`` (H, D, F) and ``...kernel_bias`` (H, F), with a memory bias ``...memory_bias`` (H, D);
   * config.json: ``architectures`` -> ``PrefixMemory<Base>ForCausalLM`` and ``prefix_memory`` = {feature_map,
@@ -9,7 +14,7 @@ What it adds to a folder with the base model at the top and the PEFT adapter in 
     so the folder still loads in transformers + PEFT;
   * a sharded base's ``model.safetensors.index.json`` lists the memories too: vLLM reads only the files it names.
 
-The LLaMA-Factory export calls ``make_vllm_ready``; for an older export: ``python -m prefixmemory_vllm.convert DIR``.
+The LLaMA-Factory export calls ``make_vllm_ready`` on the folder it has just written, which holds the same layout.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 from pathlib import Path
 
 from . import ARCHITECTURES, CONFIG_KEY, WEIGHTS_FILE
@@ -40,16 +46,30 @@ def memory_key(layer: int, name: str) -> str:
     return f"model.layers.{layer}.self_attn.prefix_memory.{name}"
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist.") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a readable JSON file ({error}).") from None
+
+
 def read_adapter(adapter_dir: str | Path) -> tuple[dict, dict]:
     """The memories under vLLM's names, and the config entry describing them, from a saved PEFT adapter."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     adapter_dir = Path(adapter_dir)
-    adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    adapter_config = _read_json(adapter_dir / "adapter_config.json")
     if adapter_config.get("peft_type") != "PREFIXMEMORY":
         raise ValueError(f"{adapter_dir}: `peft_type` is {adapter_config.get('peft_type')}, not PREFIXMEMORY.")
+    try:
+        saved = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    except (OSError, SafetensorError) as error:
+        raise ValueError(f"{adapter_dir}/adapter_model.safetensors cannot be read ({error}).") from None
     tensors = {}
-    for key, value in load_file(str(adapter_dir / "adapter_model.safetensors")).items():
+    for key, value in saved.items():
         match = PEFT_KEY.match(key)
         if match is None:
             raise ValueError(f"{adapter_dir}: unexpected tensor {key!r} in a PrefixMemory adapter.")
@@ -74,21 +94,57 @@ def read_adapter(adapter_dir: str | Path) -> tuple[dict, dict]:
     return tensors, entry
 
 
-def make_vllm_ready(export_dir: str | Path, adapter_dir: str | Path | None = None) -> None:
-    """Add the memories and the vLLM config entries to ``export_dir``; the base weights are left as they are."""
+def vllm_config(config: dict, tensors: dict, entry: dict) -> dict:
+    """A base model's config.json naming the PrefixMemory architecture and describing the memories of ``tensors``."""
+    architecture = _memory_architecture(config.get("architectures") or [])
+    heads = tensors[memory_key(entry["layers"][0], "memory")].shape[0]
+    if heads != config.get("num_attention_heads"):
+        raise ValueError(
+            f"the adapter's memories have {heads} heads, the model {config.get('num_attention_heads')} query heads."
+        )
+    return {**config, "architectures": [architecture], CONFIG_KEY: entry}
+
+
+def make_vllm_ready(export_dir: str | Path) -> None:
+    """Add the memories and the vLLM config entries to ``export_dir``, a folder the caller has just written."""
+    export_dir = Path(export_dir)
+    tensors, entry = read_adapter(export_dir / ADAPTER_SUBFOLDER)
+    _write(export_dir, tensors, vllm_config(_read_json(export_dir / "config.json"), tensors, entry))
+
+
+def write_servable(source: str | Path, output: str | Path, adapter: str | Path | None = None) -> Path:
+    """Copy ``source`` (a base model, or an export holding its adapter) and ``adapter`` into ``output``, a new or
+    empty folder, and make the copy servable; ``source`` and ``adapter`` are only read. Checks all before copying."""
+    source, output = Path(source), Path(output)
+    if not source.is_dir():
+        raise ValueError(f"`source` {source}: no such folder; name a base model folder or a PrefixMemory export.")
+    if adapter is None and not (source / ADAPTER_SUBFOLDER).is_dir():
+        raise ValueError(f"`source` {source} has no {ADAPTER_SUBFOLDER}/: name the trained adapter with --adapter.")
+    adapter = Path(adapter or source / ADAPTER_SUBFOLDER)
+    if not adapter.is_dir():
+        raise ValueError(f"`--adapter` {adapter}: no such folder; name a saved PrefixMemory adapter.")
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise ValueError(f"`--output` {output} exists and holds files; name a new or empty folder.")
+    for read in (source, adapter):
+        if output.resolve().is_relative_to(read.resolve()):
+            raise ValueError(f"`--output` {output} lies inside {read}, which is only read; name a folder outside it.")
+    tensors, entry = read_adapter(adapter)
+    config = vllm_config(_read_json(source / "config.json"), tensors, entry)
+    output.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.is_file() and path.name != WEIGHTS_FILE:  # an older export's memories are replaced
+            shutil.copy2(path, output / path.name)
+    shutil.copytree(adapter, output / ADAPTER_SUBFOLDER)
+    _write(output, tensors, config)
+    return output
+
+
+def _write(folder: Path, tensors: dict, config: dict) -> None:
     from safetensors.torch import save_file
 
-    export_dir = Path(export_dir)
-    tensors, entry = read_adapter(adapter_dir or export_dir / ADAPTER_SUBFOLDER)
-    config_path = export_dir / "config.json"
-    config = json.loads(config_path.read_text())
-    config["architectures"] = [_memory_architecture(config.get("architectures") or [])]
-    if tensors[memory_key(entry["layers"][0], "memory")].shape[0] != config["num_attention_heads"]:
-        raise ValueError(f"the adapter's memories do not have the {config['num_attention_heads']} heads of the model.")
-    config[CONFIG_KEY] = entry
-    save_file(tensors, str(export_dir / WEIGHTS_FILE), metadata={"format": "pt"})
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    index_path = export_dir / INDEX_FILE
+    save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    index_path = folder / INDEX_FILE
     if index_path.exists():
         index = json.loads(index_path.read_text())
         index["weight_map"].update(dict.fromkeys(tensors, WEIGHTS_FILE))
@@ -105,12 +161,16 @@ def _memory_architecture(architectures: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("export_dir", help=f"a PrefixMemory export: base model at the top, {ADAPTER_SUBFOLDER}/")
-    parser.add_argument("--adapter", help=f"the adapter folder (default: EXPORT_DIR/{ADAPTER_SUBFOLDER})")
+    parser = argparse.ArgumentParser(prog="prefixmemory-vllm-ready", description=__doc__.splitlines()[0])
+    parser.add_argument("source", help=f"a base model folder, or a PrefixMemory export (base, {ADAPTER_SUBFOLDER}/)")
+    parser.add_argument("--adapter", help=f"the trained PrefixMemory adapter (default: SOURCE/{ADAPTER_SUBFOLDER})")
+    parser.add_argument("--output", required=True, help="a new or empty folder for the servable model")
     args = parser.parse_args(argv)
-    make_vllm_ready(args.export_dir, args.adapter)
-    print(f"{args.export_dir} is ready for `vllm serve` (with prefixmemory_vllm installed).")
+    try:
+        output = write_servable(args.source, args.output, args.adapter)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    print(f"{output} is ready for `vllm serve` (with prefixmemory_vllm installed).")
 
 
 if __name__ == "__main__":
