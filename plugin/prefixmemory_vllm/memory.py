@@ -3,7 +3,8 @@
 Semantics are the PEFT method's: phi is plain ``F.elu``, exact ``F.gelu``, ``F.relu``, or the mlp kernel
 ``ReLU(q_h @ W_h + c_h)``; M is (H, F, D); the term is computed in the memories' dtype (fp32) and cast to q's.
 Every tensor holds the query heads first, and rank r of tp holds heads [r*H/tp, (r+1)*H/tp): the heads
-QKVParallelLinear gives it for q and the o_proj input columns RowParallelLinear gives it.
+QKVParallelLinear gives it for q and the o_proj input columns RowParallelLinear gives it. A saved tensor must hold
+all H heads: cut by tp, one with more or fewer could still fit a rank and be served wrong.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import WEIGHTS_FILE
+from .convert import memory_key
 
 ELEMENTWISE = {"elu": F.elu, "gelu": F.gelu, "relu": F.relu}
 FEATURE_MAPS = (*ELEMENTWISE, "mlp")
@@ -32,6 +36,8 @@ class PrefixMemory(nn.Module):
         feature_map: str,
         feature_dim: int | None = None,
         bias: bool = False,
+        *,
+        layer: int,
         tp_rank: int | None = None,
         tp_size: int | None = None,
     ):
@@ -44,7 +50,7 @@ class PrefixMemory(nn.Module):
             tp_rank, tp_size = get_tensor_model_parallel_rank(), get_tensor_model_parallel_world_size()
         if total_num_heads % tp_size:
             raise ValueError(f"{total_num_heads} query heads cannot be split over tensor_parallel_size={tp_size}.")
-        self.tp_rank, self.tp_size = tp_rank, tp_size
+        self.layer, self.tp_rank, self.tp_size = layer, tp_rank, tp_size
         self.num_heads, self.head_dim = total_num_heads // tp_size, head_dim
         self.feature_map = feature_map
         feature_dim = (feature_dim or head_dim) if feature_map == "mlp" else head_dim
@@ -61,14 +67,17 @@ class PrefixMemory(nn.Module):
         return parameter
 
     def weight_loader(self, parameter: nn.Parameter, loaded: torch.Tensor) -> None:
-        """Copy this rank's query heads of a full checkpoint tensor into ``parameter``."""
-        shard = shard_heads(loaded, self.tp_rank, self.tp_size)
-        if shard.shape != parameter.shape:
+        """Copy this rank's query heads of a full checkpoint tensor into ``parameter``. A tensor of another head count
+        is refused even where this rank's slice of it would fit (9 heads over tp 2: 4 each, the ninth dropped)."""
+        expected = (self.num_heads * self.tp_size, *parameter.shape[1:])  # all query heads: the rank's slice fits
+        if tuple(loaded.shape) != expected:
+            name = next(name for name, own in self.named_parameters() if own is parameter)
             raise ValueError(
-                f"a prefix-memory tensor of shape {tuple(loaded.shape)} does not fit this model "
-                f"(expected {self.tp_size * parameter.shape[0]} heads x {tuple(parameter.shape[1:])})."
+                f"{WEIGHTS_FILE}: {memory_key(self.layer, name)} has shape {tuple(loaded.shape)}, this model expects "
+                f"{expected} (its {expected[0]} query heads first; rank {self.tp_rank} of {self.tp_size} holds "
+                f"{tuple(parameter.shape)})."
             )
-        parameter.data.copy_(shard)
+        parameter.data.copy_(shard_heads(loaded, self.tp_rank, self.tp_size))
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         """q: this rank's pre-rotary queries (tokens, H*D). Returns the term (tokens, H*D) in q's dtype."""

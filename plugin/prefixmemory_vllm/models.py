@@ -113,6 +113,7 @@ def install_memories(model, hf_config, base_cls: type, memory_cls: type) -> None
             feature_map=settings["feature_map"],
             feature_dim=settings.get("feature_dim"),
             bias=bool(settings.get("bias", False)),
+            layer=i,
         )
 
 

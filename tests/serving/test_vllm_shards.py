@@ -55,7 +55,7 @@ def test_each_rank_holds_and_applies_its_own_heads(feature_map, feature_dim, bia
     for tp in (1, 2, 4):
         reduced = torch.zeros_like(expected)
         for rank in range(tp):
-            memory = PrefixMemory(HEADS, HEAD_DIM, feature_map, feature_dim, bias, tp_rank=rank, tp_size=tp)
+            memory = PrefixMemory(HEADS, HEAD_DIM, feature_map, feature_dim, bias, layer=0, tp_rank=rank, tp_size=tp)
             parameters = dict(memory.named_parameters())
             assert set(parameters) == set(tensors)
             for name, value in tensors.items():  # as vLLM's AutoWeightsLoader does, with the full tensor
@@ -65,7 +65,23 @@ def test_each_rank_holds_and_applies_its_own_heads(feature_map, feature_dim, bia
         torch.testing.assert_close(reduced, expected, rtol=1e-5, atol=1e-4)
 
 
-def test_a_memory_of_the_wrong_shape_is_refused():
-    memory = PrefixMemory(HEADS, HEAD_DIM, "elu", tp_rank=0, tp_size=2)
-    with pytest.raises(ValueError, match="does not fit this model"):
-        memory.weight_loader(memory.memory, torch.zeros(HEADS, HEAD_DIM + 1, HEAD_DIM))
+@pytest.mark.parametrize(
+    "name, saved, tp",
+    [
+        ("memory", (HEADS + 1, HEAD_DIM, HEAD_DIM), 2),  # 9 // 2 = 4 heads a rank: the old cut fitted, a head lost
+        ("memory", (HEADS + 3, HEAD_DIM, HEAD_DIM), 4),
+        ("kernel_bias", (HEADS + 1, 24), 2),
+        ("memory", (HEADS, HEAD_DIM + 1, HEAD_DIM), 1),
+    ],
+)
+def test_a_memory_of_another_model_is_refused_on_every_rank(name, saved, tp):
+    for rank in range(tp):
+        memory = PrefixMemory(HEADS, HEAD_DIM, "mlp", 24, layer=3, tp_rank=rank, tp_size=tp)
+        expected = (HEADS, *dict(memory.named_parameters())[name].shape[1:])
+        with pytest.raises(ValueError) as error:
+            memory.weight_loader(getattr(memory, name), torch.zeros(saved))
+        assert str(error.value) == (
+            f"prefixmemory.safetensors: model.layers.3.self_attn.prefix_memory.{name} has shape {saved}, this model "
+            f"expects {expected} (its {HEADS} query heads first; rank {rank} of {tp} holds "
+            f"{(HEADS // tp, *expected[1:])})."
+        )
