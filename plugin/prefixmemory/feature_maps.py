@@ -45,6 +45,8 @@ def elu(x: torch.Tensor) -> torch.Tensor:
 
 
 ELEMENTWISE_FEATURE_MAPS = {"elu": elu, "gelu": F.gelu, "relu": F.relu}
+# The element-wise maps whose backward reads their input; elu (see _ELU) and relu read their output.
+_BACKWARD_READS_INPUT = frozenset({"gelu"})
 LEARNED_FEATURE_MAPS = ("mlp",)  # the ones with weights, whose output size `feature_dim` sets
 FEATURE_MAPS = (*ELEMENTWISE_FEATURE_MAPS, *LEARNED_FEATURE_MAPS)
 
@@ -68,6 +70,10 @@ class ElementwiseMap(nn.Module):
         super().__init__()
         self.name, self.feature_dim, self.function = name, head_dim, ELEMENTWISE_FEATURE_MAPS[name]
 
+    def keeps_input(self, q: torch.Tensor) -> bool:
+        """Whether autograd keeps ``q`` itself for this map's backward (the layer then hands it a private copy)."""
+        return self.name in _BACKWARD_READS_INPUT and q.requires_grad
+
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         return self.function(q)  # (H,N,D) -> (H,N,D)
 
@@ -90,6 +96,10 @@ class MLPKernel(nn.Module):
         bound = 1.0 / math.sqrt(head_dim)
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
+
+    def keeps_input(self, q: torch.Tensor) -> bool:
+        """Whether autograd keeps ``q`` itself for backward: W's gradient reads it."""
+        return q.requires_grad or self.weight.requires_grad
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         return F.relu(torch.baddbmm(self.bias, q, self.weight))  # (H,N,D) @ (H,D,F) + (H,1,F) -> (H,N,F)

@@ -129,7 +129,8 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
             if name not in memories:
                 continue
             memory = memories[name]
-            features = kernels[name](self._in_memory_dtype(heads_first, memory.weight))  # phi: (H,N,D) -> (H,N,F)
+            phi = kernels[name]
+            features = phi(self._phi_input(heads_first, memory.weight, phi))  # phi: (H,N,D) -> (H,N,F)
             adapter_term = memory(features)  # (H,N,F) @ (H,F,D) (+ (H,1,D)) -> (H,N,D)
             term = adapter_term if term is None else term + adapter_term
         if term is None:
@@ -177,12 +178,20 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
                     target[name] = copy.deepcopy(source[name]).requires_grad_(False)
 
     @staticmethod
-    def _in_memory_dtype(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        # Under autocast the matmul picks its own dtype; otherwise compute in the memory's (fp32) precision.
-        # Checked in Python first: at decode, every dispatched no-op costs as much as the term's arithmetic.
-        if q.dtype == weight.dtype or torch.is_autocast_enabled(q.device.type):
-            return q
-        return q.to(weight.dtype)
+    def _phi_input(q: torch.Tensor, weight: torch.Tensor, phi: nn.Module) -> torch.Tensor:
+        """q in the memory's dtype, and never q's own storage where phi's backward would read it.
+
+        A rotary kernel may rotate q in place without telling autograd (liger-kernel's rope writes into the q_proj
+        output), so a saved view of q would hand backward the rotated q: gelu and mlp keep their input, and get a
+        private copy while autograd records. Under autocast the matmul picks its own dtype; otherwise phi runs in
+        the memory's (fp32) precision, a new tensor already. Checked in Python first: at decode, every dispatched
+        no-op costs as much as the term's arithmetic.
+        """
+        if q.dtype != weight.dtype and not torch.is_autocast_enabled(q.device.type):
+            return q.to(weight.dtype)
+        if torch.is_grad_enabled() and phi.keeps_input(q):
+            return q.clone()
+        return q
 
 
 class MemoryInjector(nn.Module):
