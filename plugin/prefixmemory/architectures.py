@@ -12,14 +12,13 @@ from dataclasses import dataclass
 class AttentionLayout:
     """Names inside one decoder layer's attention block.
 
-    ``query_module`` is the last module that produces q before rotary embedding: its output is what phi sees.
-    ``query_is_split`` says whether that output is already ``(..., heads, head_dim)`` (true after Qwen3's
-    per-head q_norm) or flat ``(..., heads * head_dim)`` (q_proj output).
+    ``query_module`` is the last module that produces q before rotary embedding: its output is what phi sees,
+    flat ``(..., heads * head_dim)`` from q_proj or ``(..., heads, head_dim)`` from Qwen3's per-head q_norm; the
+    layer reshapes either the same way.
     """
 
     attention_module: str = "self_attn"
     query_module: str = "q_proj"
-    query_is_split: bool = False
     output_module: str = "o_proj"
 
 
@@ -29,7 +28,7 @@ ATTENTION_LAYOUTS: dict[str, AttentionLayout] = {
     "llama": _LLAMA_LIKE,
     "mistral": _LLAMA_LIKE,
     "qwen2": _LLAMA_LIKE,
-    "qwen3": AttentionLayout(query_module="q_norm", query_is_split=True),
+    "qwen3": AttentionLayout(query_module="q_norm"),
 }
 
 

@@ -76,13 +76,12 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
     # prefixmemory_kernel holds every adapter's phi: the mlp kernel's weights are saved, element-wise maps have none.
     adapter_layer_names = ("prefixmemory_memory", "prefixmemory_kernel")
 
-    def __init__(self, base_layer: nn.Module, slot: MemorySlot, num_heads: int, head_dim: int, query_is_split: bool):
+    def __init__(self, base_layer: nn.Module, slot: MemorySlot, num_heads: int, head_dim: int):
         super().__init__()
         self.base_layer = base_layer
         self.slot = slot
         self.num_heads = num_heads
         self.head_dim = head_dim
-        self.query_is_split = query_is_split
         self.prefixmemory_memory = nn.ModuleDict()
         self.prefixmemory_kernel = nn.ModuleDict()
         # Frozen copies of the adapters a preference-optimisation run starts from (see reference.py). Their names
