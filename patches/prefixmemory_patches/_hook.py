@@ -13,22 +13,22 @@ from importlib.machinery import PathFinder
 # module name -> "module_in_prefixmemory_patches:function", ...; the functions take the just-executed module.
 PATCHES = {
     "peft": ("peft_method:register",),
-    "llamafactory.extras.constants": ("llamafactory.constants:patch_constants",),
+    "llamafactory.extras.constants": ("llamafactory.bends.extras_constants:patch_constants",),
     "llamafactory.hparams.finetuning_args": (
-        "llamafactory.hparams:guard_finetuning_args",
-        "llamafactory.hparams:patch_finetuning_args",
+        "llamafactory.bends.hparams_finetuning_args:guard_finetuning_args",
+        "llamafactory.bends.hparams_finetuning_args:patch_finetuning_args",
     ),
-    "llamafactory.hparams.parser": ("llamafactory.hparams:patch_parser",),
-    "llamafactory.model.adapter": ("llamafactory.model:patch_adapter",),
-    "llamafactory.train.trainer_utils": ("llamafactory.train:patch_trainer_utils",),
-    "llamafactory.train.tuner": ("llamafactory.export:patch_tuner",),
-    "llamafactory.webui.common": ("llamafactory.webui:patch_common",),
-    "llamafactory.webui.locales": ("llamafactory.webui:patch_locales",),
-    "llamafactory.webui.control": ("llamafactory.webui:patch_control",),
-    "llamafactory.webui.components.train": ("llamafactory.webui:patch_train_tab",),
-    "llamafactory.webui.components.export": ("llamafactory.webui:patch_export_tab",),
-    "llamafactory.webui.runner": ("llamafactory.webui:patch_runner",),
-    "llamafactory.v1.plugins.model_plugins.peft": ("llamafactory.v1:register_peft_plugin",),
+    "llamafactory.hparams.parser": ("llamafactory.bends.hparams_parser:patch_parser",),
+    "llamafactory.model.adapter": ("llamafactory.bends.model_adapter:patch_adapter",),
+    "llamafactory.train.trainer_utils": ("llamafactory.bends.train_trainer_utils:patch_trainer_utils",),
+    "llamafactory.train.tuner": ("llamafactory.bends.train_tuner:patch_tuner",),
+    "llamafactory.webui.common": ("llamafactory.bends.webui:patch_common",),
+    "llamafactory.webui.locales": ("llamafactory.bends.webui:patch_locales",),
+    "llamafactory.webui.control": ("llamafactory.bends.webui:patch_control",),
+    "llamafactory.webui.components.train": ("llamafactory.bends.webui:patch_train_tab",),
+    "llamafactory.webui.components.export": ("llamafactory.bends.webui:patch_export_tab",),
+    "llamafactory.webui.runner": ("llamafactory.bends.webui:patch_runner",),
+    "llamafactory.v1.plugins.model_plugins.peft": ("llamafactory.bends.v1:register_peft_plugin",),
 }
 
 

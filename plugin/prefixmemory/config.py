@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from peft.config import PeftConfig
 
@@ -17,7 +17,8 @@ class PrefixMemoryConfig(PeftConfig):
     Args:
         feature_map: phi. ``elu``, ``gelu`` and ``relu`` act element-wise (feature_dim = head_dim);
             ``mlp`` is the learnable kernel ``phi_W(q) = ReLU(W q + b)`` of the paper's Remark 1.
-        layers: indices of the decoder layers that get a memory; None adapts every layer.
+        layers: indices of the decoder layers that get a memory (a list, or text like ``"0,2,4"``, ``"0-11"``);
+            None or ``"all"`` adapts every layer.
         feature_dim: the mlp kernel's output size (default head_dim); only valid with ``feature_map="mlp"``.
         memory_bias: a zero-initialised head_dim bias per query head, added with the memory term. On by default, as
             the paper's Table 8 counts it; adapters saved without this key predate it and load with it off.
@@ -28,21 +29,34 @@ class PrefixMemoryConfig(PeftConfig):
     )
     feature_map: str = field(
         default="elu",
-        metadata={"help": f"Feature map phi applied to each query head: one of {', '.join(FEATURE_MAPS)}."},
+        metadata={
+            "help": f"Feature map phi applied to each query head: one of {', '.join(FEATURE_MAPS)}.",
+            "option": True,
+            "choices": tuple(FEATURE_MAPS),
+        },
     )
     layers: list[int] | None = field(
         default=None,
-        metadata={"help": "Indices of the decoder layers that get a memory (0-based); None adapts every layer."},
+        metadata={
+            "help": "Decoder layers that get a memory (0-based): `all`, a list like `0,2,4`, or a range like `0-11`.",
+            "option": True,
+            "none": "all",
+        },
     )
     feature_dim: int | None = field(
         default=None,
-        metadata={"help": "Output size of the `mlp` feature map (default: head_dim). Not allowed for other maps."},
+        metadata={
+            "help": "Output size of the `mlp` feature map (default: head_dim); only valid with mlp.",
+            "option": True,
+            "none": "head_dim",
+        },
     )
     memory_bias: bool = field(
         default=True,
         metadata={
             "help": "Add a trainable head_dim bias per query head with the memory term (zero at init), as the paper's "
-            "Table 8 counts it. False is eq. 7 as written."
+            "Table 8 counts it; false is eq. 7 as written.",
+            "option": True,
         },
     )
 
@@ -53,19 +67,20 @@ class PrefixMemoryConfig(PeftConfig):
         # A plain attribute, not a field, so it is not written to adapter_config.json.
         self.target_modules = None
         if self.feature_map not in FEATURE_MAPS:
-            raise ValueError(f"`feature_map` must be one of {', '.join(FEATURE_MAPS)}, got {self.feature_map!r}.")
+            choices = ", ".join(FEATURE_MAPS)
+            raise ConfigValueError("feature_map", f"must be one of {choices}, got {self.feature_map!r}.")
         if self.feature_dim is not None:
             if not takes_feature_dim(self.feature_map):
-                raise ValueError(
-                    f"`feature_dim` only applies to feature_map='mlp'; {self.feature_map!r} keeps head_dim "
-                    f"(got feature_dim={self.feature_dim})."
+                raise ConfigValueError(
+                    "feature_dim",
+                    f"only applies to the mlp feature map; {self.feature_map!r} keeps head_dim "
+                    f"(got {self.feature_dim}).",
                 )
             if isinstance(self.feature_dim, bool) or not isinstance(self.feature_dim, int) or self.feature_dim < 1:
-                raise ValueError(f"`feature_dim` must be a positive integer, got {self.feature_dim!r}.")
+                raise ConfigValueError("feature_dim", f"must be a positive integer, got {self.feature_dim!r}.")
         if not isinstance(self.memory_bias, bool):
-            raise ValueError(f"`memory_bias` must be true or false, got {self.memory_bias!r}.")
-        if self.layers is not None:
-            self.layers = _checked_layer_list(self.layers)
+            raise ConfigValueError("memory_bias", f"must be true or false, got {self.memory_bias!r}.")
+        self.layers = _checked_layers(self.layers)
 
     @classmethod
     def check_kwargs(cls, **kwargs):
@@ -74,15 +89,51 @@ class PrefixMemoryConfig(PeftConfig):
         return super().check_kwargs(**kwargs)
 
 
-def _checked_layer_list(layers) -> list[int]:
-    """Validate ``layers`` as distinct non-negative ints; the upper bound is checked against the model later."""
+class ConfigValueError(ValueError):
+    """A bad value of one config field; ``for_key`` says the same under the name the user wrote (``pmt_layers``)."""
+
+    def __init__(self, field_name: str, reason: str):
+        self.field, self.reason = field_name, reason
+        super().__init__(self.for_key(field_name))
+
+    def for_key(self, key: str) -> str:
+        return f"`{key}` {self.reason}"
+
+
+def options() -> list:
+    """The config fields a user chooses (name, type, default, help, choices): the one declaration of them."""
+    return [f for f in fields(PrefixMemoryConfig) if f.metadata.get("option")]
+
+
+def _checked_layers(layers) -> list[int] | None:
+    """``None``/``all`` -> None; ``3``, ``[0, 2]``, ``"0,2,4"`` or ``"0-11"`` -> sorted distinct indices >= 0.
+
+    The upper bound is checked against the model later.
+    """
+    if layers is None or (isinstance(layers, str) and layers.strip().lower() == "all"):
+        return None
+    if isinstance(layers, str):
+        layers = _parse_layer_text(layers)
     if isinstance(layers, int) and not isinstance(layers, bool):
         layers = [layers]
     if not isinstance(layers, (list, tuple, range)) or not layers:
-        raise ValueError(f"`layers` must be None or a non-empty list of layer indices, got {layers!r}.")
+        raise ConfigValueError("layers", f"must be `all` or a non-empty list of layer indices, got {layers!r}.")
     bad = [i for i in layers if isinstance(i, bool) or not isinstance(i, int) or i < 0]
     if bad:
-        raise ValueError(f"`layers` must hold non-negative integers, got {bad!r}.")
+        raise ConfigValueError("layers", f"must hold non-negative integers, got {bad!r}.")
     if len(set(layers)) != len(layers):
-        raise ValueError(f"`layers` has duplicates: {list(layers)!r}.")
+        raise ConfigValueError("layers", f"has duplicates: {list(layers)!r}.")
     return sorted(layers)
+
+
+def _parse_layer_text(text: str) -> list[int]:
+    layers = []
+    try:
+        for part in text.split(","):
+            start, dash, stop = part.strip().partition("-")
+            layers.extend(range(int(start), int(stop) + 1) if dash else [int(start)])
+    except ValueError:
+        raise ConfigValueError(
+            "layers", f"must be `all`, a list like `0,2,4` or a range like `0-11`, got {text!r}."
+        ) from None
+    return layers

@@ -57,7 +57,7 @@ def test_any_llamafactory_version_is_patched_where_its_seams_check_out(tmp_path,
 def test_patches_are_idempotent():
     result = _python("""
         import llamafactory.extras.constants as constants
-        from prefixmemory_patches.llamafactory.constants import patch_constants
+        from prefixmemory_patches.llamafactory.bends.extras_constants import patch_constants
         patch_constants(constants)
         print(constants.METHODS.count("prefixmemory"))
     """)

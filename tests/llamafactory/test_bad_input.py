@@ -19,7 +19,7 @@ def _train_args(**overrides):
     "overrides, message",
     [
         (dict(pmt_feature_map="softmax"), "`pmt_feature_map` must be one of elu, gelu, relu, mlp, got 'softmax'"),
-        (dict(pmt_feature_dim=32), "`pmt_feature_dim` only applies to feature_map='mlp'"),
+        (dict(pmt_feature_dim=32), "`pmt_feature_dim` only applies to the mlp feature map"),
         (dict(pmt_feature_map="mlp", pmt_feature_dim=0), "`pmt_feature_dim` must be a positive integer, got 0"),
         (dict(pmt_layers="0-x"), "`pmt_layers` must be `all`, a list like `0,2,4` or a range like `0-11`"),
         (dict(pmt_layers="1,1"), "`pmt_layers` has duplicates"),

@@ -84,7 +84,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 _BREAK_A_SEAM = textwrap.dedent("""
     import types, sys
     from prefixmemory_patches.seams import guarded_apply, problems
-    from prefixmemory_patches.llamafactory.train import patch_trainer_utils
+    from prefixmemory_patches.llamafactory.bends.train_trainer_utils import patch_trainer_utils
     changed = types.ModuleType("llamafactory.train.trainer_utils")
     changed.create_ref_model = lambda model_args, finetuning_args, training_args, add_valuehead=False: None
     print(guarded_apply(patch_trainer_utils, changed), hasattr(changed, "_prefixmemory_patched"))
@@ -138,3 +138,14 @@ def test_a_new_version_whose_seams_check_out_is_patched_with_one_info_line():
     assert result.stdout.split().count("PREFIXMEMORY") == 2
     line = "llamafactory 0.9.99: every seam of the prefixmemory patches checks out (tested: 0.9.5)."
     assert (result.stdout + result.stderr).count(line) == 1
+
+
+def test_each_bends_module_is_named_after_the_llamafactory_module_it_bends():
+    for module_name, targets in _hook.PATCHES.items():
+        if module_name == "peft":
+            continue
+        bent = module_name.removeprefix("llamafactory.").replace(".", "_")
+        for target in targets:
+            package, _, name = target.split(":")[0].rpartition(".")
+            assert package == "llamafactory.bends", target
+            assert bent.startswith(name), f"{target} bends {module_name}"

@@ -58,9 +58,16 @@ def test_bad_feature_dim(feature_dim):
     _raises("`feature_dim`", PrefixMemoryConfig, feature_map="mlp", feature_dim=feature_dim)
 
 
-@pytest.mark.parametrize("layers", [[-1], [0, 0], [], [1.0], ["0"], [True], "0"])
+@pytest.mark.parametrize("layers", [[-1], [0, 0], [], [1.0], ["0"], [True], "0-x", "1,1", ""])
 def test_bad_layers(layers):
     _raises("`layers`", PrefixMemoryConfig, layers=layers)
+
+
+@pytest.mark.parametrize(
+    ("text", "layers"), [("all", None), (" ALL ", None), ("3", [3]), ("4,0,2", [0, 2, 4]), ("0-2, 5", [0, 1, 2, 5])]
+)
+def test_layers_written_as_text(text, layers):
+    assert PrefixMemoryConfig(layers=text).layers == layers
 
 
 @pytest.mark.parametrize("layers", [[2], [0, 7]])

@@ -1,4 +1,6 @@
-"""Patches of LLaMA-Factory 0.9.x, one module per subsystem; applied by ``prefixmemory_patches._hook``.
+"""Patches of LLaMA-Factory 0.9.x (``bends/``), our checks of a run (``checks/``) and our keys (``options.py``).
+
+The bends are applied by ``prefixmemory_patches._hook``.
 
 Each function is named ``patch_<what it bends>``, takes the just-executed LLaMA-Factory module, is idempotent,
 and opens with a line of why. Standard library only here: every patch imports this package first.

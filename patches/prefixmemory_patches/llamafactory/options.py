@@ -1,63 +1,49 @@
-"""The ``pmt_*`` and ``prefix_*`` argument dataclasses, and the PEFT configs they describe.
+"""The ``pmt_*`` and ``prefix_*`` keys of LLaMA-Factory's arguments, and the PEFT configs they describe.
 
-``finetuning_type: prefixmemory`` takes the ``pmt_*`` keys; ``finetuning_type: prefix`` (classic prefix-tuning,
-PEFT's PrefixTuningConfig, the paper's baseline) the ``prefix_*`` keys. These are the fields that appear in YAML
-recipes and ``llamafactory-cli train -h``; finetuning_args.py mixes them into LLaMA-Factory's FinetuningArguments.
+``finetuning_type: prefixmemory`` takes the ``pmt_*`` keys, ``finetuning_type: prefix`` (classic prefix-tuning,
+PEFT's PrefixTuningConfig, the paper's baseline) the ``prefix_*`` keys. The ``pmt_*`` keys are not declared here:
+each is ``pmt_`` + an option of PrefixMemoryConfig (``prefixmemory.config.options``), with its default and help, so
+the adapter checks, the web UI, v1 and the docs all read one declaration.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 
 from peft import PrefixTuningConfig
 
 from prefixmemory import PrefixMemoryConfig
-from prefixmemory.feature_maps import FEATURE_MAPS
+from prefixmemory.config import ConfigValueError, options
 
 from ..errors import PrefixMemoryError
 
+PREFIX = "pmt_"
+# pmt_* key -> the PrefixMemoryConfig field (and adapter_config.json entry) it sets
+PMT_KEYS = {PREFIX + option.name: option.name for option in options()}
+# How a field's type is written on a command line: a list of layers is written as text (`0,2,4`, `0-11`, `all`).
+_ARGUMENT_TYPES = {"str": str, "bool": bool, "int | None": int | None}
 
-@dataclass
-class PrefixMemoryArguments:
-    """Arguments of ``finetuning_type: prefixmemory``."""
 
-    pmt_feature_map: str = field(
-        default="elu",
-        metadata={"help": f"PrefixMemory feature map phi: one of {', '.join(FEATURE_MAPS)}."},
-    )
-    pmt_layers: str = field(
-        default="all",
-        metadata={"help": "Decoder layers that get a memory: `all`, a list like `0,2,4`, or a range like `0-11`."},
-    )
-    pmt_feature_dim: int | None = field(
-        default=None,
-        metadata={"help": "Output size of the `mlp` feature map (default: head_dim); only valid with mlp."},
-    )
-    pmt_memory_bias: bool = field(
-        default=True,
-        metadata={
-            "help": "Add a trainable head_dim bias per query head with the memory term, as the paper's Table 8 "
-            "counts it; false is eq. 7 as written."
-        },
-    )
+def _argument(option):
+    """The LLaMA-Factory argument of one config option: same default and help; argparse gets only `help`."""
+    kind = _ARGUMENT_TYPES.get(option.type, str | None)
+    return PREFIX + option.name, kind, field(default=option.default, metadata={"help": option.metadata["help"]})
 
-    def prefixmemory_config(self) -> PrefixMemoryConfig:
-        """The PEFT config these arguments describe; raises PrefixMemoryError naming the bad `pmt_*` key."""
-        try:
-            return PrefixMemoryConfig(
-                feature_map=self.pmt_feature_map,
-                layers=parse_layers(self.pmt_layers),
-                feature_dim=self.pmt_feature_dim,
-                memory_bias=self.pmt_memory_bias,
-            )
-        except ValueError as err:
-            raise PrefixMemoryError(
-                str(err)
-                .replace("`feature_map`", "`pmt_feature_map`")
-                .replace("`feature_dim`", "`pmt_feature_dim`")
-                .replace("`layers`", "`pmt_layers`")
-                .replace("`memory_bias`", "`pmt_memory_bias`")
-            ) from None
+
+def _prefixmemory_config(self) -> PrefixMemoryConfig:
+    """The PEFT config these arguments describe; raises PrefixMemoryError naming the bad `pmt_*` key."""
+    try:
+        return PrefixMemoryConfig(**{name: getattr(self, key) for key, name in PMT_KEYS.items()})
+    except ConfigValueError as err:
+        raise PrefixMemoryError(err.for_key(PREFIX + err.field)) from None
+
+
+PrefixMemoryArguments = make_dataclass(
+    "PrefixMemoryArguments",
+    [_argument(option) for option in options()],
+    namespace={"prefixmemory_config": _prefixmemory_config, "__doc__": "Arguments of finetuning_type: prefixmemory."},
+)
+PrefixMemoryArguments.__module__ = __name__
 
 
 @dataclass
@@ -85,23 +71,14 @@ class PrefixTuningArguments:
         )
 
 
+def keys_table() -> str:
+    """The markdown table of the pmt_* keys (README's), rendered from the one declaration."""
+    rows = ["| key | default | what it sets |", "| --- | --- | --- |"]
+    for option in options():
+        default = option.metadata.get("none", option.default) if option.default is None else option.default
+        rows.append(f"| `{PREFIX + option.name}` | {str(default).lower()} | {option.metadata['help']} |")
+    return "\n".join(rows)
+
+
 # finetuning_type -> the argument class that holds its keys
 METHOD_ARGUMENTS = {"prefixmemory": PrefixMemoryArguments, "prefix": PrefixTuningArguments}
-
-
-def parse_layers(value) -> list[int] | None:
-    """``all`` -> None; ``"0,2,4"``, ``"0-11"``, ``[0, 2]`` or ``3`` -> a list of layer indices."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
-        return None
-    if isinstance(value, (int, list, tuple)):
-        return list(value) if not isinstance(value, int) else [value]
-    layers = []
-    try:
-        for part in str(value).split(","):
-            start, dash, stop = part.strip().partition("-")
-            layers.extend(range(int(start), int(stop) + 1) if dash else [int(start)])
-    except ValueError:
-        raise PrefixMemoryError(
-            f"`pmt_layers` must be `all`, a list like `0,2,4` or a range like `0-11`, got {value!r}."
-        ) from None
-    return layers

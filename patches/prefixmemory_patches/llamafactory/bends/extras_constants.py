@@ -1,4 +1,4 @@
-"""Web UI constants.
+"""Bends ``llamafactory.extras.constants``: the web UI's method lists.
 
 | LLaMA-Factory name              | change              | why                                              |
 |---------------------------------|---------------------|--------------------------------------------------|
@@ -6,8 +6,8 @@
 | extras.constants.PEFT_METHODS   | + prefixmemory, prefix | checkpoints are adapters (train, chat, export) |
 """
 
-from ..seams import Seam, bends
-from . import OUR_TYPES, mark_patched
+from ...seams import Seam, bends
+from .. import OUR_TYPES, mark_patched
 
 
 @bends(Seam("METHODS", container=list), Seam("PEFT_METHODS", container=set))

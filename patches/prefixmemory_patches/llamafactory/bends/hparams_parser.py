@@ -1,54 +1,28 @@
-"""Arguments and validation, for ``finetuning_type: prefixmemory`` and ``finetuning_type: prefix``.
+"""Bends ``llamafactory.hparams.parser``: arguments read as written, and our checks before the model loads.
 
 | LLaMA-Factory function | change | why |
 | --- | --- | --- |
-| hparams.finetuning_args.FinetuningArguments | subclass: two more types + their keys | its Literal: argparse choices |
-| hparams.parser._parse_{train,infer,eval}_args | type case; other methods' keys | defaults hide them |
-| hparams.parser._verify_model_args | adapters, geometry checked; sglang, 4/8-bit refused; vllm: exports | LoRA-only |
-| hparams.parser.get_last_checkpoint | skips checkpoints without trainer_state.json | a killed save |
-| hparams.parser.get_train_args | folders, resume; ddp_find_unused_parameters, label_names; PT limits | as for LoRA |
+| _parse_{train,infer,eval}_args | type case; other methods' keys | defaults hide them |
+| _verify_model_args | adapters, geometry checked; sglang, 4/8-bit refused; vllm: exports | LoRA-only |
+| get_last_checkpoint | skips checkpoints without trainer_state.json | a killed save |
+| get_train_args | folders, resume; ddp_find_unused_parameters, label_names; PT limits | as for LoRA |
 
-Our refusals are PrefixMemoryErrors, printed in one line (errors.py).
+The checks themselves are ours, in ``checks/``; our refusals print in one line (errors.py).
 """
 
-from ..errors import PrefixMemoryError, report_refusals_in_one_line
-from ..seams import Seam, bends, require
-from . import OUR_TYPES, as_finetuning_type, mark_patched, needs_reference, wraps_original
-from .checkpoints import WRITTEN_LAST, last_complete_checkpoint
-from .raw_args import check_method_keys, given_values, normalize_finetuning_type
-from .run_checks import check_adapter, check_foreign_adapter, check_geometry, check_training_folders
-
-
-@bends(
-    Seam("FinetuningArguments", fields=("finetuning_type",)),
-    Seam("FinetuningArguments.__post_init__", params=("self",)),
+from ...errors import PrefixMemoryError, report_refusals_in_one_line
+from ...seams import Seam, bends
+from .. import OUR_TYPES, as_finetuning_type, wraps_original
+from ..checks.checkpoints import WRITTEN_LAST, last_complete_checkpoint
+from ..checks.given_keys import check_method_keys, given_values, normalize_finetuning_type
+from ..checks.run import (
+    check_adapter,
+    check_foreign_adapter,
+    check_geometry,
+    check_prefix_tuning_limits,
+    check_serving,
+    check_training_folders,
 )
-def guard_finetuning_args(module) -> None:
-    """Stop our methods with one line when a seam is missing, even if the subclass below cannot be installed."""
-
-    @wraps_original(module, "FinetuningArguments.__post_init__")
-    def guarded_post_init(post_init, self):
-        if self.finetuning_type in OUR_TYPES:
-            require(self.finetuning_type)
-        return post_init(self)
-
-
-@bends(
-    Seam(
-        "FinetuningArguments",
-        fields=("stage", "ref_model", "pref_loss", "use_galore", "use_apollo", "use_badam", "use_llama_pro"),
-    ),
-    Seam("LoraArguments", fields=("lora_rank", "lora_target")),
-    Seam("OFTArguments", fields=("oft_rank",)),
-    Seam("FreezeArguments", fields=("freeze_trainable_layers",)),
-)
-def patch_finetuning_args(module) -> None:
-    """Replace FinetuningArguments before parser.py and hparams/__init__.py bind the name."""
-    if not mark_patched(module, "finetuning_args"):
-        return
-    from .finetuning_args import FinetuningArguments  # a module-level subclass of upstream's, which exists only now
-
-    module.FinetuningArguments = FinetuningArguments
 
 
 @bends(
@@ -75,7 +49,7 @@ def patch_parser(parser) -> None:
         if method not in OUR_TYPES:
             check_foreign_adapter(model_args.adapter_name_or_path, method)
             return verify_model_args(model_args, data_args, finetuning_args)
-        _check_serving(model_args, method)
+        check_serving(model_args, method)
         adapter_config = None
         if model_args.adapter_name_or_path is not None:
             if len(model_args.adapter_name_or_path) != 1:
@@ -91,7 +65,7 @@ def patch_parser(parser) -> None:
     def patched_get_train_args(get_train_args, *args, **kwargs):
         model_args, data_args, training_args, finetuning_args, generating_args = get_train_args(*args, **kwargs)
         if finetuning_args.finetuning_type == "prefix":
-            _check_prefix_tuning_limits(model_args, data_args, finetuning_args)
+            check_prefix_tuning_limits(model_args, data_args, finetuning_args)
         check_training_folders(model_args, training_args, finetuning_args)
         if finetuning_args.finetuning_type in OUR_TYPES:
             training_args.label_names = training_args.label_names or ["labels"]
@@ -113,42 +87,3 @@ def _read_keys_as_written(parser, name: str) -> None:
             if hasattr(arguments, "finetuning_type"):
                 arguments.given_keys = frozenset(given)
         return parsed
-
-
-def _check_serving(model_args, method: str) -> None:
-    """What cannot load our adapters: vLLM / SGLang, and a quantized base. vLLM serves a PrefixMemory export."""
-    backend = str(getattr(model_args.infer_backend, "value", model_args.infer_backend))
-    if backend == "vllm" and method == "prefixmemory":
-        if model_args.adapter_name_or_path is not None:
-            raise PrefixMemoryError(
-                "`infer_backend: vllm` cannot load a prefixmemory adapter: export it first (`llamafactory-cli "
-                "export`) and give the export folder as `model_name_or_path`, without `adapter_name_or_path`."
-            )
-    elif backend != "huggingface":
-        raise PrefixMemoryError(
-            f"`infer_backend: {backend}` cannot serve finetuning_type: {method} (vLLM and SGLang serve LoRA "
-            "adapters only); use infer_backend: huggingface."
-        )
-    if model_args.quantization_bit is not None:
-        raise PrefixMemoryError(
-            f"`quantization_bit: {model_args.quantization_bit}` is not supported with finetuning_type: "
-            f"{method}; train on a bf16/fp16 base."
-        )
-
-
-def _check_prefix_tuning_limits(model_args, data_args, finetuning_args) -> None:
-    """What PEFT's prefix-tuning cannot do, said before the model loads."""
-    if not model_args.disable_gradient_checkpointing:
-        raise PrefixMemoryError(
-            "finetuning_type: prefix needs `disable_gradient_checkpointing: true` (PEFT's prefix-tuning does not "
-            "support gradient checkpointing)."
-        )
-    if data_args.packing or data_args.neat_packing:
-        raise PrefixMemoryError(
-            "finetuning_type: prefix needs `packing: false` (packed samples would share one prefix and one cache)."
-        )
-    if needs_reference(finetuning_args) and model_args.adapter_name_or_path and finetuning_args.ref_model is None:
-        raise PrefixMemoryError(
-            "`adapter_name_or_path` with finetuning_type: prefix and a DPO/KTO reference is not supported: the "
-            "reference would be the bare base model. Start from the base model, or use prefixmemory."
-        )

@@ -1,4 +1,4 @@
-"""Model loading.
+"""Bends ``llamafactory.model.adapter``: model loading.
 
 | LLaMA-Factory function | change | why |
 | --- | --- | --- |
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import copy
 
-from ..errors import PrefixMemoryError
-from ..seams import Seam, bends
-from . import OUR_TYPES, PMT, needs_reference, wraps_original
+from ...errors import PrefixMemoryError
+from ...seams import Seam, bends
+from .. import OUR_TYPES, PMT, needs_reference, wraps_original
 
 
 @bends(

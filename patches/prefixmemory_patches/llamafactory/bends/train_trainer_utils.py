@@ -1,4 +1,4 @@
-"""Training stages.
+"""Bends ``llamafactory.train.trainer_utils``: training stages.
 
 | LLaMA-Factory function               | change                | why                                                  |
 |--------------------------------------|-----------------------|------------------------------------------------------|
@@ -9,8 +9,8 @@ Patched in trainer_utils itself, before the dpo/kto/sft workflows bind ``create_
 
 from __future__ import annotations
 
-from ..seams import Seam, bends
-from . import OUR_TYPES, wraps_original
+from ...seams import Seam, bends
+from .. import OUR_TYPES, wraps_original
 
 
 @bends(Seam("create_ref_model", params=("model_args", "finetuning_args", "add_valuehead")))

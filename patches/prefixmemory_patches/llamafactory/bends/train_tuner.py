@@ -1,4 +1,4 @@
-"""Export.
+"""Bends ``llamafactory.train.tuner``: export.
 
 | LLaMA-Factory function | change | why |
 | --- | --- | --- |
@@ -18,10 +18,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import PrefixMemoryError
-from ..seams import Seam, bends
-from . import OUR_TYPES, wraps_original
-from .folders import check_writes_apart
+from ...errors import PrefixMemoryError
+from ...seams import Seam, bends
+from .. import OUR_TYPES, wraps_original
+from ..checks.folders import check_writes_apart
 
 ADAPTER_SUBFOLDERS = {"prefixmemory": "prefixmemory_adapter", "prefix": "prefix_adapter"}
 

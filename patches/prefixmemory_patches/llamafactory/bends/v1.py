@@ -1,4 +1,7 @@
-"""LLaMA-Factory v1 (``USE_V1=1``): ``peft_config: {name: prefixmemory, ...}`` through v1's plugin registry.
+"""Bends ``llamafactory.v1.plugins.model_plugins.peft``: ``peft_config: {name: prefixmemory, ...}`` in v1.
+
+LLaMA-Factory v1 (``USE_V1=1``) builds adapters through a plugin registry; the keys of ``peft_config`` are the
+options of PrefixMemoryConfig (``prefixmemory.config.options``) under their own names.
 
 | LLaMA-Factory name | change | why |
 | --- | --- | --- |
@@ -10,21 +13,19 @@ plugin attaches a frozen copy of its memories, so the reference is that adapter 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import field, make_dataclass
 
-from ..seams import Seam, bends
-from . import PMT, mark_patched
+from ...seams import Seam, bends
+from .. import PMT, mark_patched
 
 
-@dataclass
-class PrefixMemoryParams:
-    """The keys of ``peft_config`` (v1 refuses unknown ones)."""
+def _params_class():
+    """The keys of ``peft_config`` (v1 refuses unknown ones): the config's options, a name and a saved adapter."""
+    from prefixmemory.config import options
 
-    name: str = PMT
-    feature_map: str = "elu"
-    layers: list[int] | int | None = None
-    feature_dim: int | None = None
-    adapter_name_or_path: str | None = None  # a saved adapter to train on or to serve (never merged)
+    keys = [(option.name, option.type, field(default=option.default)) for option in options()]
+    extra = [("name", str, field(default=PMT)), ("adapter_name_or_path", "str | None", field(default=None))]
+    return make_dataclass("PrefixMemoryParams", extra + keys)
 
 
 @bends(Seam("PeftPlugin.register"), Seam("PeftPlugin.parse_params", params=("config", "params_cls")), Seam("logger"))
@@ -38,19 +39,16 @@ def register_peft_plugin(peft_plugins) -> None:
         from peft import PeftModel, get_peft_model
 
         from prefixmemory import PrefixMemoryConfig, attach_reference
+        from prefixmemory.config import options
 
-        params = PeftPlugin.parse_params(peft_config, PrefixMemoryParams)
+        params = PeftPlugin.parse_params(peft_config, _params_class())
         if params.adapter_name_or_path:
             model = PeftModel.from_pretrained(model, params.adapter_name_or_path, is_trainable=is_train)
             if is_train:
                 attach_reference(model)
             peft_plugins.logger.info_rank0(f"Loaded prefixmemory adapter: {params.adapter_name_or_path}")
             return model
-        config = PrefixMemoryConfig(
-            feature_map=params.feature_map,
-            layers=params.layers,
-            feature_dim=params.feature_dim,
-            inference_mode=not is_train,
-        )
+        chosen = {option.name: getattr(params, option.name) for option in options()}
+        config = PrefixMemoryConfig(**chosen, inference_mode=not is_train)
         peft_plugins.logger.info_rank0(f"Fine-tuning method: prefixmemory ({config.feature_map})")
         return get_peft_model(model, config)

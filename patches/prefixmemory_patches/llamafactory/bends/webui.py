@@ -1,4 +1,4 @@
-"""Web UI (LLaMA Board).
+"""Bends ``llamafactory.webui``: the web UI (LLaMA Board).
 
 | LLaMA-Factory function | change | why |
 | --- | --- | --- |
@@ -21,15 +21,16 @@ import functools
 import json
 from dataclasses import fields
 
-from prefixmemory.feature_maps import FEATURE_MAPS, takes_feature_dim
+from prefixmemory.config import options
+from prefixmemory.feature_maps import takes_feature_dim
 
-from ..errors import PrefixMemoryError
-from ..seams import Seam, bends
-from . import PMT, mark_patched, wraps_original
-from .arguments import PrefixMemoryArguments
-from .geometry import check_model_fits, read_model_config
+from ...errors import PrefixMemoryError
+from ...seams import Seam, bends
+from .. import PMT, mark_patched, wraps_original
+from ..checks.geometry import check_model_fits, read_model_config
+from ..options import PMT_KEYS, PREFIX, PrefixMemoryArguments
 
-PMT_INPUTS = ("pmt_feature_map", "pmt_layers", "pmt_feature_dim", "pmt_memory_bias")
+PMT_INPUTS = tuple(PMT_KEYS)  # one input per pmt_* key, in the config's order
 
 # English and Chinese are required; a language missing here shows the English text (see _EnglishFallback).
 PMT_LOCALES = {
@@ -154,21 +155,23 @@ def patch_train_tab(train) -> None:
 
 def create_pmt_tab(gr) -> dict:
     """The PrefixMemory accordion, hidden until prefixmemory is the finetuning method; labels come from LOCALES."""
-    defaults = {f.name: f.default for f in fields(PrefixMemoryArguments)}
-    with gr.Accordion(open=False, visible=False) as pmt_tab:
+    elems = {}
+    with gr.Accordion(open=False, visible=False) as elems["pmt_tab"]:
         with gr.Row():
-            pmt_feature_map = gr.Dropdown(choices=list(FEATURE_MAPS), value=defaults["pmt_feature_map"])
-            pmt_layers = gr.Textbox(value=defaults["pmt_layers"])
-            pmt_feature_dim = gr.Number(value=0, minimum=0, precision=0, interactive=False)  # 0: head_dim
-            pmt_memory_bias = gr.Checkbox(value=defaults["pmt_memory_bias"])
+            for option in options():
+                elems[PREFIX + option.name] = _input(gr, option)
+    return elems
 
-    return dict(
-        pmt_tab=pmt_tab,
-        pmt_feature_map=pmt_feature_map,
-        pmt_layers=pmt_layers,
-        pmt_feature_dim=pmt_feature_dim,
-        pmt_memory_bias=pmt_memory_bias,
-    )
+
+def _input(gr, option):
+    """The widget for one config option, from its declaration: choices, a switch, a size, or text."""
+    if "choices" in option.metadata:
+        return gr.Dropdown(choices=list(option.metadata["choices"]), value=option.default)
+    if option.type == "bool":
+        return gr.Checkbox(value=option.default)
+    if option.type == "int | None":
+        return gr.Number(value=0, minimum=0, precision=0, interactive=False)  # 0: the default (None)
+    return gr.Textbox(value=option.metadata.get("none", option.default))
 
 
 def _move_after(block, anchor) -> None:
@@ -194,11 +197,19 @@ def patch_runner(runner) -> None:
         return args
 
 
-def pmt_args(feature_map: str, layers: str, feature_dim, memory_bias: bool) -> dict:
-    """The pmt_* keys the accordion describes; feature_dim only for mlp, and only when set (0: head_dim)."""
-    args = {"pmt_feature_map": feature_map, "pmt_layers": (layers or "all").strip(), "pmt_memory_bias": memory_bias}
-    if takes_feature_dim(feature_map) and feature_dim:
-        args["pmt_feature_dim"] = int(feature_dim)
+def pmt_args(*values) -> dict:
+    """The pmt_* keys the accordion describes (``values`` in PMT_INPUTS order): empty text and a size of 0 mean the
+    default and are left out; pmt_feature_dim only with a feature map that takes it."""
+    args = dict(zip(PMT_INPUTS, values, strict=True))
+    for key, value in list(args.items()):
+        if isinstance(value, str):
+            args[key] = value.strip()
+        if args[key] in ("", 0, None) and not isinstance(args[key], bool):
+            del args[key]
+    if not takes_feature_dim(args.get("pmt_feature_map", "")):
+        args.pop("pmt_feature_dim", None)
+    elif "pmt_feature_dim" in args:
+        args["pmt_feature_dim"] = int(args["pmt_feature_dim"])
     return args
 
 

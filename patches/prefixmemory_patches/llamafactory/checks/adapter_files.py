@@ -10,16 +10,10 @@ import json
 import os
 import struct
 
-from ..errors import PrefixMemoryError
+from ...errors import PrefixMemoryError
+from ..options import PMT_KEYS
 
 CONFIG_NAME, WEIGHTS_NAMES = "adapter_config.json", ("adapter_model.safetensors", "adapter_model.bin")
-# pmt_* key -> the adapter_config.json field it writes
-PMT_FIELDS = {
-    "pmt_feature_map": "feature_map",
-    "pmt_layers": "layers",
-    "pmt_feature_dim": "feature_dim",
-    "pmt_memory_bias": "memory_bias",
-}
 
 
 def read_adapter_config(path: str, key: str = "adapter_name_or_path") -> dict:
@@ -61,19 +55,21 @@ def _check_safetensors_whole(file: str, key: str) -> None:
 def pmt_disagreements(peft_config, adapter_config: dict, keys) -> list[str]:
     """``key: ours vs theirs`` for each of ``keys`` (pmt_* names) where the two configs differ."""
     from prefixmemory import PrefixMemoryConfig
+    from prefixmemory.config import options
 
     saved = PrefixMemoryConfig.check_kwargs(**adapter_config)  # read as loading reads it (no memory_bias: none)
+    none_reads = {option.name: option.metadata.get("none") for option in options()}
     found = []
     for key in keys:
-        field = PMT_FIELDS[key]
-        ours, theirs = getattr(peft_config, field), saved.get(field)
+        name = PMT_KEYS[key]
+        ours, theirs = getattr(peft_config, name), saved.get(name)
         if ours != theirs:
-            found.append(f"`{key}` {_shown(key, ours)} vs {_shown(key, theirs)}")
+            found.append(f"`{key}` {_shown(ours, none_reads[name])} vs {_shown(theirs, none_reads[name])}")
     return found
 
 
-def _shown(key: str, value) -> str:
-    """A config value as a user writes it: None reads `all` for the layers and `head_dim` for the feature dim."""
+def _shown(value, none_reads: str | None) -> str:
+    """A config value as a user writes it: None reads as the option says (`all` layers, `head_dim`)."""
     if value is None:
-        return "all" if key == "pmt_layers" else "head_dim"
+        return str(none_reads)
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)

@@ -13,7 +13,7 @@ import json
 import os
 import re
 
-from ..errors import PrefixMemoryError
+from ...errors import PrefixMemoryError
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 ADAPTER_CHECKPOINT_FILES = ("adapter_config.json", "adapter_model.safetensors", "trainer_state.json")

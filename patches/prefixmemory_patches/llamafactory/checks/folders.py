@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import PrefixMemoryError
+from ...errors import PrefixMemoryError
 
 
 def check_writes_apart(write_key: str, write_path: str | None, reads: dict[str, list[str]]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..errors import PrefixMemoryError
+from ...errors import PrefixMemoryError
 
 
 def read_model_config(model_name_or_path: str) -> dict | None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from ..errors import PrefixMemoryError
-from . import OUR_TYPES
-from .arguments import METHOD_ARGUMENTS
+from ...errors import PrefixMemoryError
+from .. import OUR_TYPES
+from ..options import METHOD_ARGUMENTS
 
 FINETUNING_TYPES = ("lora", "oft", "freeze", "full", *OUR_TYPES)
 

@@ -1,11 +1,12 @@
 """The checks a run gets before its model loads: the adapter it reads, the base model's geometry, the checkpoint
-it resumes, and the folders it writes. Called from the parser patches (hparams.py)."""
+it resumes, the folders it writes, and what cannot serve our adapters. Called from bends/hparams_parser.py."""
 
 from __future__ import annotations
 
-from ..errors import PrefixMemoryError
-from . import OUR_TYPES, PMT
-from .adapters import PMT_FIELDS, pmt_disagreements, read_adapter_config
+from ...errors import PrefixMemoryError
+from .. import OUR_TYPES, PMT, needs_reference
+from ..options import PMT_KEYS
+from .adapter_files import pmt_disagreements, read_adapter_config
 from .checkpoints import check_resumable
 from .folders import check_writes_apart
 from .geometry import check_model_fits, read_model_config, size_warning
@@ -20,7 +21,7 @@ def check_adapter(path: str, finetuning_args) -> dict:
     peft_type = adapter_config.get("peft_type")
     if peft_type != ADAPTER_PEFT_TYPES[method]:
         raise PrefixMemoryError(f"`adapter_name_or_path` {path} holds a {peft_type} adapter, not a {method} one.")
-    given = [key for key in PMT_FIELDS if key in getattr(finetuning_args, "given_keys", ())]
+    given = [key for key in PMT_KEYS if key in getattr(finetuning_args, "given_keys", ())]
     if method == PMT and (found := pmt_disagreements(finetuning_args.peft_config, adapter_config, given)):
         raise PrefixMemoryError(
             f"`adapter_name_or_path` {path} was trained with other values: {'; '.join(found)} (arguments vs "
@@ -77,10 +78,49 @@ def check_training_folders(model_args, training_args, finetuning_args) -> None:
     if finetuning_args.finetuning_type == PMT:
         key = "resume_from_checkpoint" if explicit else "output_dir"
         adapter_config = read_adapter_config(checkpoint, key)
-        found = pmt_disagreements(finetuning_args.peft_config, adapter_config, PMT_FIELDS)
+        found = pmt_disagreements(finetuning_args.peft_config, adapter_config, PMT_KEYS)
         if found:
             where = f"`{key}` {checkpoint}" if explicit else f"`output_dir` holds {checkpoint} (auto-resumed), which"
             raise PrefixMemoryError(
                 f"{where} was trained with other values: {'; '.join(found)} (arguments vs checkpoint); resume "
                 "with the checkpoint's values, or set a new `output_dir` (or `overwrite_output_dir: true`)."
             )
+
+
+def check_serving(model_args, method: str) -> None:
+    """What cannot load our adapters: vLLM / SGLang, and a quantized base. vLLM serves a PrefixMemory export."""
+    backend = str(getattr(model_args.infer_backend, "value", model_args.infer_backend))
+    if backend == "vllm" and method == "prefixmemory":
+        if model_args.adapter_name_or_path is not None:
+            raise PrefixMemoryError(
+                "`infer_backend: vllm` cannot load a prefixmemory adapter: export it first (`llamafactory-cli "
+                "export`) and give the export folder as `model_name_or_path`, without `adapter_name_or_path`."
+            )
+    elif backend != "huggingface":
+        raise PrefixMemoryError(
+            f"`infer_backend: {backend}` cannot serve finetuning_type: {method} (vLLM and SGLang serve LoRA "
+            "adapters only); use infer_backend: huggingface."
+        )
+    if model_args.quantization_bit is not None:
+        raise PrefixMemoryError(
+            f"`quantization_bit: {model_args.quantization_bit}` is not supported with finetuning_type: "
+            f"{method}; train on a bf16/fp16 base."
+        )
+
+
+def check_prefix_tuning_limits(model_args, data_args, finetuning_args) -> None:
+    """What PEFT's prefix-tuning cannot do, said before the model loads."""
+    if not model_args.disable_gradient_checkpointing:
+        raise PrefixMemoryError(
+            "finetuning_type: prefix needs `disable_gradient_checkpointing: true` (PEFT's prefix-tuning does not "
+            "support gradient checkpointing)."
+        )
+    if data_args.packing or data_args.neat_packing:
+        raise PrefixMemoryError(
+            "finetuning_type: prefix needs `packing: false` (packed samples would share one prefix and one cache)."
+        )
+    if needs_reference(finetuning_args) and model_args.adapter_name_or_path and finetuning_args.ref_model is None:
+        raise PrefixMemoryError(
+            "`adapter_name_or_path` with finetuning_type: prefix and a DPO/KTO reference is not supported: the "
+            "reference would be the bare base model. Start from the base model, or use prefixmemory."
+        )
