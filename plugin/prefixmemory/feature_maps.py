@@ -91,8 +91,8 @@ class MLPKernel(nn.Module):
     def __init__(self, num_heads: int, head_dim: int, feature_dim: int, device=None):
         super().__init__()
         self.feature_dim = feature_dim
-        self.weight = nn.Parameter(torch.empty(num_heads, head_dim, feature_dim, device=device))
-        self.bias = nn.Parameter(torch.empty(num_heads, 1, feature_dim, device=device))
+        self.weight = nn.Parameter(torch.empty(num_heads, head_dim, feature_dim, device=device, dtype=torch.float32))
+        self.bias = nn.Parameter(torch.empty(num_heads, 1, feature_dim, device=device, dtype=torch.float32))
         bound = 1.0 / math.sqrt(head_dim)
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)

@@ -58,9 +58,10 @@ class Memory(nn.Module):
 
     def __init__(self, num_heads: int, feature_dim: int, head_dim: int, bias: bool, device=None):
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(num_heads, feature_dim, head_dim, device=device))
+        # fp32 whatever torch's default dtype: a bf16 M rounds the term (see _move_adapter_to_device_of_base_layer).
+        self.weight = nn.Parameter(torch.zeros(num_heads, feature_dim, head_dim, device=device, dtype=torch.float32))
         if bias:
-            self.bias = nn.Parameter(torch.zeros(num_heads, 1, head_dim, device=device))
+            self.bias = nn.Parameter(torch.zeros(num_heads, 1, head_dim, device=device, dtype=torch.float32))
         else:
             self.register_parameter("bias", None)
 
@@ -97,6 +98,16 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
         memory = Memory(self.num_heads, phi.feature_dim, self.head_dim, memory_bias, device)
         self.prefixmemory_memory[adapter_name] = memory
         self.set_adapter(self.active_adapters)
+
+    def _move_adapter_to_device_of_base_layer(self, adapter_name: str, device: torch.device | None = None) -> None:
+        """Move to the base layer's device and keep fp32; PEFT's version also casts to the base layer's dtype.
+
+        PEFT calls it after a ``low_cpu_mem_usage`` load, where bf16 memories would move the logits by ~4e-3.
+        """
+        device = device or next(self.base_layer.parameters()).device
+        for adapters in (self.prefixmemory_memory, self.prefixmemory_kernel):
+            if adapter_name in adapters and not any(p.is_meta for p in adapters[adapter_name].parameters()):
+                adapters[adapter_name].to(device=device, dtype=torch.float32)
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         raise ValueError(NO_MERGE_MESSAGE)

@@ -7,8 +7,9 @@ Eq. 7 (arXiv 2506.13674), per query head h and token i of an adapted attention l
 ``eq7_hooks`` / ``eq7_logits`` compute it on a plain, unwrapped copy of the base model with two hooks per layer:
 a forward hook on the module whose output is q before rotary embedding (q_proj, or q_norm for Qwen3) captures q,
 and a forward pre-hook on o_proj adds ``einsum(phi(q), M)`` (plus the memory bias, when the adapter has one) to
-o_proj's input. phi is written out here with plain
-torch ops. Nothing from ``prefixmemory`` is used to compute the reference.
+o_proj's input. The term is computed in the memories' precision (the project keeps them fp32, whatever the base
+model's dtype) and added in o_proj's input dtype. phi is written out here with plain torch ops. Nothing from
+``prefixmemory`` is used to compute the reference.
 """
 
 from __future__ import annotations
@@ -175,7 +176,8 @@ def eq7_hooks(model, adapters: list[dict[int, LayerAdapter]]):
             for adapter in adapters:
                 if index in adapter:
                     layer = adapter[index]
-                    term = term + torch.einsum("bthf,hfd->bthd", phi_reference(layer, q), layer.memory)
+                    features = phi_reference(layer, q.to(layer.memory.dtype))
+                    term = term + torch.einsum("bthf,hfd->bthd", features, layer.memory)
                     if layer.memory_bias is not None:
                         term = term + layer.memory_bias[:, 0]  # (H,D), the same for every token
             fired[index] = fired.get(index, 0) + 1
