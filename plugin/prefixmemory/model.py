@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from contextlib import contextmanager
 from functools import partial
@@ -32,6 +33,7 @@ class PrefixMemoryModel(BaseTuner):
     prefix: str = "prefixmemory_"
     tuner_layer_cls = PrefixMemoryLayer
     target_module_mapping: dict[str, list[str]] = {}  # targets come from the architecture table
+    _row_adapters: list[str] | None = None  # the adapter of each batch row during a mixed-adapter call
 
     def _prepare_adapter_config(self, peft_config: PrefixMemoryConfig, model_config: dict) -> PrefixMemoryConfig:
         attention_layout(model_config.get("model_type"))  # unsupported architecture: ValueError, before any change
@@ -77,16 +79,25 @@ class PrefixMemoryModel(BaseTuner):
             return
         layers = [module for module in self.model.modules() if isinstance(module, PrefixMemoryLayer)]
         _check_adapter_names(adapter_names, layers, self.training)
-        num_beams = kwargs.get("num_beams")
-        if isinstance(num_beams, int) and num_beams > 1:  # generate repeats each input row num_beams times
-            adapter_names = [name for name in adapter_names for _ in range(num_beams)]
-        hook = partial(_pass_adapter_names, adapter_names=list(adapter_names))
+        self._row_adapters = list(adapter_names)  # generate() repeats them in place as it repeats the rows
+        hook = partial(_pass_adapter_names, adapter_names=self._row_adapters)
         handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in layers]
         try:
             yield
         finally:
+            self._row_adapters = None
             for handle in handles:
                 handle.remove()
+
+    def generate(self, *args, **kwargs):
+        """In a mixed-adapter call, repeat each row's adapter name as generate repeats the row (beams, samples).
+
+        PeftModelForCausalLM.generate calls this inside ``_enable_peft_forward_hooks``, a forward never does.
+        """
+        if self._row_adapters:
+            repeat = _rows_per_input(self.model, args, kwargs)
+            self._row_adapters[:] = [name for name in self._row_adapters for _ in range(repeat)]
+        return self.model.generate(*args, **kwargs)
 
     def _cast_adapter_dtype(self, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
         """Memories are created in fp32 on the base layer's device and stay so; nothing to cast."""
@@ -114,6 +125,17 @@ def _check_adapter_names(adapter_names, layers: list[PrefixMemoryLayer], trainin
     unknown = {name for name in adapter_names if name != "__base__"} - known
     if unknown:
         raise ValueError(f"Trying to infer with non-existing adapter(s): {', '.join(sorted(unknown))}")
+
+
+def _rows_per_input(model, args, kwargs) -> int:
+    """Rows generate runs per input row: max(num_beams, num_return_sequences), as transformers expands the inputs.
+
+    The generation config is merged by transformers itself (call kwargs, a passed ``generation_config``, then the
+    model's ``generation_config`` and the defaults), so every way of asking for beams or samples counts.
+    """
+    bound = inspect.signature(model.generate).bind_partial(*args, **kwargs).arguments
+    config, _ = model._prepare_generation_config(bound.get("generation_config"), **bound.get("kwargs", {}))
+    return max(config.num_beams or 1, config.num_return_sequences or 1)
 
 
 def _pass_adapter_names(module, args, kwargs, adapter_names):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import GenerationConfig
 
 import prefixmemory
 
@@ -106,3 +107,39 @@ def test_errors(mixed):
     model.train()
     with pytest.raises(ValueError, match="Cannot pass `adapter_names` when the model is in training mode"):
         model(input_ids, adapter_names=ROW_ADAPTERS)
+
+
+# Every way of asking generate for several rows per input: (call kwargs, model.generation_config settings, sequences
+# returned per input). Beam search runs num_beams rows per input and returns one.
+WAYS_OF_EXPANDING = {
+    "num_beams-keyword": (dict(num_beams=2), {}, 1),
+    "generation_config-argument": (dict(generation_config=GenerationConfig(num_beams=2)), {}, 1),
+    "model-generation_config": ({}, dict(num_beams=2), 1),
+    "num_return_sequences-sampling": (dict(do_sample=True, top_k=1, num_return_sequences=2), {}, 2),
+    "num_return_sequences-generation_config": (
+        dict(generation_config=GenerationConfig(do_sample=True, top_k=1, num_return_sequences=2)),
+        {},
+        2,
+    ),
+}
+
+
+@pytest.mark.parametrize("way", WAYS_OF_EXPANDING)
+def test_generate_expands_adapter_names(mixed, way):
+    """Rows repeated for beams or samples keep their adapter, however the repeat was asked for.
+
+    top_k=1 makes sampling pick the greedy token, so each row's samples must equal the row sampled alone.
+    """
+    model, input_ids, attention_mask, rows = mixed("qwen2")
+    call_kwargs, model_settings, per_input = WAYS_OF_EXPANDING[way]
+    for key, value in model_settings.items():
+        setattr(model.generation_config, key, value)
+    kwargs = dict(max_new_tokens=6, min_new_tokens=6, pad_token_id=0, **call_kwargs)
+    batch = model.generate(input_ids=input_ids, attention_mask=attention_mask, adapter_names=ROW_ADAPTERS, **kwargs)
+
+    assert batch.shape[0] == len(rows) * per_input
+    new_tokens = batch[:, input_ids.shape[1] :].reshape(len(rows), per_input, -1)
+    for index, (row, name) in enumerate(zip(rows, ROW_ADAPTERS, strict=True)):
+        alone = _alone(model, name, model.generate, input_ids=row, attention_mask=torch.ones_like(row), **kwargs)
+        assert torch.equal(new_tokens[index], alone[:, row.shape[1] :]), f"row {index} ({name})"
+    assert len({tuple(tokens.flatten().tolist()) for tokens in new_tokens}) > 1
