@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 from .diagnostics import cli
+from .fewshot import cli as fewshot
 from .fewshot import data as fewshot_data
-from .fewshot import study as fewshot
+from .fewshot.evaluate import RESULTS
 from .tiny import save_tiny
 
 OOD_QUERIES = [  # written for this demo in Banking77's style; not from the data set
@@ -121,7 +122,7 @@ def fewshot_demo(out: Path, work: Path) -> None:
     fewshot.main(["eval", "--runs-dir", runs, "--icl", "--icl-cutoff-len", "2400", "--max-samples", "6",
                   "--max-new-tokens", "4"])  # fmt: skip
     fewshot.main(["plot", "--runs-dir", runs, "--output-dir", str(out)])
-    shutil.copy(work / "runs" / fewshot.RESULTS, out / fewshot.RESULTS)
+    shutil.copy(work / "runs" / RESULTS, out / RESULTS)
 
 
 def main(argv: list[str] | None = None) -> None:

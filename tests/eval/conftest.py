@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from prefixmemory_study.demo import synthetic_rows
+from prefixmemory_study.fewshot import cli as fewshot
 from prefixmemory_study.fewshot import data as fewshot_data
-from prefixmemory_study.fewshot import study as fewshot
 from prefixmemory_study.tiny import save_tiny
 
 PREFIX_LENGTH = 8

@@ -8,8 +8,10 @@ import pytest
 import yaml
 
 from prefixmemory_study import predict
+from prefixmemory_study.fewshot import cli as fewshot
 from prefixmemory_study.fewshot import data as fewshot_data
-from prefixmemory_study.fewshot import study as fewshot
+from prefixmemory_study.fewshot import evaluate as fewshot_eval
+from prefixmemory_study.fewshot import runs as fewshot_runs
 from prefixmemory_study.records import user_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,13 +67,13 @@ def test_recipe_without_a_round_is_refused(tmp_path, tiny_model, fewshot_data_di
      ("goemotions_round1_sample, goemotions_round2_sample", ("goemotions", "_sample"))],
 )  # fmt: skip
 def test_combined_rounds_name_their_task(dataset, task):
-    assert fewshot.round_task(dataset) == task
+    assert fewshot_runs.round_task(dataset) == task
 
 
 @pytest.mark.parametrize("dataset", ["bbh_date_round1,dbpedia_round2", "bbh_date_round1,bbh_date_round2_sample", ""])
 def test_rounds_of_two_tasks_are_refused(dataset):
     with pytest.raises(ValueError, match="`dataset` must name rounds of one task"):
-        fewshot.round_task(dataset)
+        fewshot_runs.round_task(dataset)
 
 
 def test_growing_runs_combine_the_rounds_one_after_another(tmp_path, tiny_model, fewshot_data_dir):
@@ -117,7 +119,7 @@ def test_checkpoints_are_listed_by_step_and_the_final_save_replaces_its_twin(tmp
         (tmp_path / folder).mkdir(exist_ok=True)
         (tmp_path / folder / "adapter_config.json").write_text("{}")
     (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 20}))
-    found = fewshot.checkpoints(tmp_path)
+    found = fewshot_eval.checkpoints(tmp_path)
     assert [(name, step) for name, _, step in found] == [("checkpoint-5", 5), ("checkpoint-10", 10), ("final", 20)]
 
 
@@ -127,7 +129,7 @@ def _write_predictions(path: Path, rows: list[tuple[str, str, str]]) -> None:
 
 def test_predictions_are_split_over_the_data_sets_and_checked(fewshot_data_dir, tmp_path):
     names = ["bbh_date_test", "banking77_ood"]
-    expected = fewshot._expected(names, str(fewshot_data_dir), 2)
+    expected = fewshot_eval.expected_records(names, str(fewshot_data_dir), 2)
     golds = [r["output"] for records, _ in expected for r in records]
     prompts = [user_text(r, c) for records, c in expected for r in records]
     prompts[1] = prompts[1][:-40]  # as if cutoff_len had cut the end of the question
@@ -135,16 +137,16 @@ def test_predictions_are_split_over_the_data_sets_and_checked(fewshot_data_dir, 
     _write_predictions(
         path, list(zip(prompts, [golds[0], "nonsense", golds[2].replace("_", " "), "x"], golds, strict=True))
     )
-    scores = fewshot.score_predictions(path, names, expected)
+    scores = fewshot_eval.score_predictions(path, names, expected)
     assert scores["bbh_date_test"] == {"dataset": "bbh_date_test", "correct": 1, "total": 2, "accuracy": 50.0,
                                        "off_label": 1, "truncated": 1}  # fmt: skip
     assert scores["banking77_ood"]["correct"] == 1 and scores["banking77_ood"]["truncated"] == 0
     _write_predictions(path, list(zip(prompts, golds, golds[::-1], strict=True)))
     with pytest.raises(ValueError, match="do not line up"):
-        fewshot.score_predictions(path, names, expected)
+        fewshot_eval.score_predictions(path, names, expected)
     _write_predictions(path, list(zip(prompts, golds, golds, strict=True))[:3])
     with pytest.raises(ValueError, match="3 predictions, 4 records"):
-        fewshot.score_predictions(path, names, expected)
+        fewshot_eval.score_predictions(path, names, expected)
 
 
 def test_eval_and_plot_through_llamafactory(tiny_model, adapters, fewshot_data_dir, tmp_path):

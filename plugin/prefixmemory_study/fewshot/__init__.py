@@ -1,2 +1,3 @@
-"""The few-shot classification study of section 6.1: its data (data.py), the end-to-end command (study.py), label
-scoring (scoring.py), and Table 1 with the Pareto plots (report.py)."""
+"""The few-shot classification study of section 6.1: its data (data.py), the runs and their training (runs.py), the
+evaluation of every checkpoint (evaluate.py), label scoring (scoring.py), Table 1 with the Pareto plots (report.py),
+and the end-to-end command (cli.py)."""
