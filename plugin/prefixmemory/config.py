@@ -22,6 +22,8 @@ class PrefixMemoryConfig(PeftConfig):
         feature_dim: the mlp kernel's output size (default head_dim); only valid with ``feature_map="mlp"``.
         memory_bias: a zero-initialised head_dim bias per query head, added with the memory term. On by default, as
             the paper's Table 8 counts it; adapters saved without this key predate it and load with it off.
+        base_model_type, base_num_layers, base_num_heads, base_head_dim: the base model the adapter was made for,
+            recorded when it is created and compared when it loads (see ``fit_base_model``); not set by users.
     """
 
     task_type: str | None = field(
@@ -60,6 +62,20 @@ class PrefixMemoryConfig(PeftConfig):
         },
     )
 
+    # The base model's geometry (model.py records it through fit_base_model). None: an adapter saved before.
+    base_model_type: str | None = field(
+        default=None, metadata={"help": "model_type of the base model the adapter was made for (recorded)."}
+    )
+    base_num_layers: int | None = field(
+        default=None, metadata={"help": "Decoder layers of the base model the adapter was made for (recorded)."}
+    )
+    base_num_heads: int | None = field(
+        default=None, metadata={"help": "Query heads per layer of the base model the adapter was made for (recorded)."}
+    )
+    base_head_dim: int | None = field(
+        default=None, metadata={"help": "head_dim of the base model the adapter was made for (recorded)."}
+    )
+
     def __post_init__(self):
         super().__post_init__()
         self.peft_type = extend_peft_type()
@@ -81,6 +97,23 @@ class PrefixMemoryConfig(PeftConfig):
         if not isinstance(self.memory_bias, bool):
             raise ConfigValueError("memory_bias", f"must be true or false, got {self.memory_bias!r}.")
         self.layers = _checked_layers(self.layers)
+
+    def fit_base_model(self, **geometry) -> None:
+        """Refuse a base model other than the recorded one; record it where nothing is (a new or older adapter).
+
+        An adapter's shapes and keys follow its model's layers, heads and head_dim, and the architecture decides
+        where q is read: another model would load it partly, or not at all, without this check.
+        """
+        differ = [
+            f"`{name}` {getattr(self, name)} (this model: {value})"
+            for name, value in geometry.items()
+            if getattr(self, name) is not None and value is not None and getattr(self, name) != value
+        ]
+        if differ:
+            raise ValueError(f"This PrefixMemory adapter was made for another model: {', '.join(differ)}.")
+        for name, value in geometry.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
     @classmethod
     def check_kwargs(cls, **kwargs):

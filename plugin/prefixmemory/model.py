@@ -13,6 +13,7 @@ from torch import nn
 from .architectures import AttentionLayout, attention_layout
 from .config import PrefixMemoryConfig
 from .layer import NO_MERGE_MESSAGE, MemoryInjector, MemorySlot, PrefixMemoryLayer
+from .loading import check_state_dict, model_geometry
 
 _LAYER_INDEX = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
@@ -44,7 +45,15 @@ class PrefixMemoryModel(BaseTuner):
         return peft_config
 
     def _prepare_model(self, peft_config: PrefixMemoryConfig, model: nn.Module) -> None:
-        self._layout: AttentionLayout = attention_layout(self.get_model_config(model).get("model_type"))
+        """Before any layer is wrapped: the layout, and the adapter's recorded base model checked (or recorded)."""
+        model_config = self.get_model_config(model)
+        self._layout: AttentionLayout = attention_layout(model_config.get("model_type"))
+        peft_config.fit_base_model(**model_geometry(model, model_config, self._layout.attention_module))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Every load_state_dict of the model (PEFT's loaders too) passes here first: refuse weights that don't fit."""
+        check_state_dict(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _check_target_module_exists(self, peft_config: PrefixMemoryConfig, key: str) -> bool:
         if not key.endswith("." + self._layout.attention_module):

@@ -1,0 +1,73 @@
+"""What a loading adapter must satisfy: made for this model, every memory present and expected.
+
+PEFT only warns about missing adapter keys and drops unexpected ones; transformers' load_adapter only reports them.
+An adapter that does not fit would then run as the base model, or with some layers' memories left at zero. These
+checks refuse it, in one line, before it is used.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+# ``...layers.{i}.self_attn.{q_proj|q_norm}.prefixmemory_{memory|kernel}.{adapter}.{weight|bias}``
+_ADAPTER_KEY = re.compile(r"(?:^|\.)prefixmemory_(?:memory|kernel)\.([^.]+)\.[^.]+$")
+_WRAPPERS = re.compile(r"(?:_fsdp_wrapped_module|_checkpoint_wrapped_module|_orig_mod)\.")
+
+
+def check_state_dict(tuner: nn.Module, state_dict: dict, prefix: str) -> None:
+    """Refuse PrefixMemory weights that do not fit ``tuner``'s memories, before any is copied.
+
+    Missing or unexpected keys and other shapes do not fit. Only adapters the state dict holds keys for are checked,
+    so loading one adapter beside others is fine. Names are compared without the segments FSDP, activation
+    checkpointing and torch.compile insert.
+    """
+    given: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state_dict.items():
+        match = _ADAPTER_KEY.search(key) if key.startswith(prefix) else None
+        if match:
+            given.setdefault(match.group(1), {})[_WRAPPERS.sub("", key)] = tensor
+    expected: dict[str, dict[str, torch.Tensor]] = {}
+    for name, param in tuner.named_parameters():
+        match = _ADAPTER_KEY.search(name)
+        if match and match.group(1) in given:
+            expected.setdefault(match.group(1), {})[_WRAPPERS.sub("", prefix + name)] = param
+    for adapter, tensors in given.items():
+        if adapter in expected:  # else a wrapper (FSDP's flat parameters) hides the memories: nothing to compare
+            _check_fit(adapter, tensors, expected[adapter])
+
+
+def _check_fit(adapter: str, given: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    missing, unexpected = sorted(expected.keys() - given.keys()), sorted(given.keys() - expected.keys())
+    if missing or unexpected:
+        found = [f"{len(missing)} missing (`{missing[0]}`)"] if missing else []
+        found += [f"{len(unexpected)} unexpected (`{unexpected[0]}`)"] if unexpected else []
+        raise ValueError(
+            f"PrefixMemory adapter `{adapter}` does not fit this model: of its weights, {' and '.join(found)}."
+        )
+    for key, tensor in given.items():
+        param = expected[key]
+        # A sharded parameter (ZeRO-3, FSDP) is flat: only a parameter of the tensor's rank shows the model's shape.
+        if param.dim() == tensor.dim() and param.shape != tensor.shape:
+            raise ValueError(
+                f"PrefixMemory adapter `{adapter}` does not fit this model: `{key}` is {tuple(tensor.shape)}, this "
+                f"model's {tuple(param.shape)}."
+            )
+
+
+def model_geometry(model: nn.Module, model_config: dict, attention_module: str) -> dict:
+    """The base model facts an adapter's shapes depend on, under PrefixMemoryConfig's field names.
+
+    Heads and head_dim are read from an attention module, as the layers are built, never from hidden_size / heads.
+    """
+    attention = next(
+        (module for name, module in model.named_modules() if name.endswith(f"layers.0.{attention_module}")), None
+    )
+    return {
+        "base_model_type": model_config.get("model_type"),
+        "base_num_layers": model_config.get("num_hidden_layers"),
+        "base_num_heads": None if attention is None else attention.config.num_attention_heads,
+        "base_head_dim": None if attention is None else attention.head_dim,
+    }
