@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .loading import AdapterWeights
+
 
 class _ELU(torch.autograd.Function):
     """F.elu whose backward reads its output, as in-place ``F.elu_`` does, instead of its input.
@@ -81,7 +83,7 @@ class ElementwiseMap(nn.Module):
         return self.name
 
 
-class MLPKernel(nn.Module):
+class MLPKernel(AdapterWeights):
     """phi_W(q) = ReLU(W_h q + b_h), one (feature_dim x head_dim) W_h per query head.
 
     The paper leaves open whether W is shared across heads; per head matches M, which is per head too.

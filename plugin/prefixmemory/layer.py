@@ -22,6 +22,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 from .feature_maps import build_feature_map
+from .loading import AdapterWeights
 
 NO_MERGE_MESSAGE = (
     "PrefixMemory cannot be merged into the base weights: phi is non-linear in q. Keep the adapter and load it "
@@ -48,7 +49,7 @@ class MemorySlot(threading.local):
         return MemorySlot, ()
 
 
-class Memory(nn.Module):
+class Memory(AdapterWeights):
     """M of one adapter, shape (heads, feature_dim, head_dim), and its optional bias (heads, 1, head_dim).
 
     Both are zero at init, so the base model is unchanged. A leaf module whose own forward reads ``weight``:
@@ -77,9 +78,10 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
     # prefixmemory_kernel holds every adapter's phi: the mlp kernel's weights are saved, element-wise maps have none.
     adapter_layer_names = ("prefixmemory_memory", "prefixmemory_kernel")
 
-    def __init__(self, base_layer: nn.Module, slot: MemorySlot, num_heads: int, head_dim: int):
+    def __init__(self, base_layer: nn.Module, slot: MemorySlot, num_heads: int, head_dim: int, key: str):
         super().__init__()
         self.base_layer = base_layer
+        self.key = key  # the layer's name in the model, for messages
         self.slot = slot
         self.num_heads = num_heads
         self.head_dim = head_dim
@@ -97,6 +99,8 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
         self.prefixmemory_kernel[adapter_name] = phi
         memory = Memory(self.num_heads, phi.feature_dim, self.head_dim, memory_bias, device)
         self.prefixmemory_memory[adapter_name] = memory
+        memory.key = f"{self.key}.prefixmemory_memory.{adapter_name}"
+        phi.key = f"{self.key}.prefixmemory_kernel.{adapter_name}"
         self.set_adapter(self.active_adapters)
 
     def _move_adapter_to_device_of_base_layer(self, adapter_name: str, device: torch.device | None = None) -> None:

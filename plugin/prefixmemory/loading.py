@@ -1,8 +1,8 @@
-"""What a loading adapter must satisfy: made for this model, every memory present and expected.
+"""What a loading adapter must satisfy: made for this model, every memory present and expected, all finite.
 
 PEFT only warns about missing adapter keys and drops unexpected ones; transformers' load_adapter only reports them.
-An adapter that does not fit would then run as the base model, or with some layers' memories left at zero. These
-checks refuse it, in one line, before it is used.
+An adapter that does not fit would then run as the base model, or with some layers' memories left at zero, and
+one holding NaN would poison every output. These checks refuse it, in one line, before it is used.
 """
 
 from __future__ import annotations
@@ -17,8 +17,36 @@ _ADAPTER_KEY = re.compile(r"(?:^|\.)prefixmemory_(?:memory|kernel)\.([^.]+)\.[^.
 _WRAPPERS = re.compile(r"(?:_fsdp_wrapped_module|_checkpoint_wrapped_module|_orig_mod)\.")
 
 
+class AdapterWeights(nn.Module):
+    """Base of the modules holding one adapter's weights in one layer (M and its bias, the mlp kernel).
+
+    Loaders that set new parameters instead of copying into these (transformers' load_adapter) are checked for
+    NaN and inf here; ``load_state_dict`` is checked by the tuner, before anything is copied (check_state_dict).
+    """
+
+    key = ""  # the module's name in the model, for messages; set by the layer that owns it
+
+    def register_parameter(self, name: str, param: nn.Parameter | None) -> None:
+        if param is not None and name in self._parameters:  # a loader replacing a weight
+            check_finite(param, f"{self.key}.{name}")
+        super().register_parameter(name, param)
+
+
+def check_finite(tensor: torch.Tensor, key: str) -> None:
+    """Refuse an adapter tensor holding NaN or inf, naming the adapter and the tensor.
+
+    Plain tensors only: a sharded or meta one (a distributed checkpoint, an empty init) is not an adapter file.
+    """
+    if type(tensor) not in (torch.Tensor, nn.Parameter) or tensor.is_meta or torch.isfinite(tensor).all():
+        return
+    found = "NaN" if torch.isnan(tensor).any() else "inf"
+    match = _ADAPTER_KEY.search(key)
+    adapter = match.group(1) if match else "?"
+    raise ValueError(f"PrefixMemory adapter `{adapter}` holds {found} in `{key}`: retrain it or load another one.")
+
+
 def check_state_dict(tuner: nn.Module, state_dict: dict, prefix: str) -> None:
-    """Refuse PrefixMemory weights that do not fit ``tuner``'s memories, before any is copied.
+    """Refuse PrefixMemory weights that do not fit ``tuner``'s memories or hold NaN or inf, before any is copied.
 
     Missing or unexpected keys and other shapes do not fit. Only adapters the state dict holds keys for are checked,
     so loading one adapter beside others is fine. Names are compared without the segments FSDP, activation
@@ -37,6 +65,8 @@ def check_state_dict(tuner: nn.Module, state_dict: dict, prefix: str) -> None:
     for adapter, tensors in given.items():
         if adapter in expected:  # else a wrapper (FSDP's flat parameters) hides the memories: nothing to compare
             _check_fit(adapter, tensors, expected[adapter])
+        for key, tensor in tensors.items():
+            check_finite(tensor, key)
 
 
 def _check_fit(adapter: str, given: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:

@@ -67,7 +67,11 @@ class PrefixMemoryModel(BaseTuner):
         if not isinstance(query_layer, PrefixMemoryLayer):
             slot = MemorySlot()
             query_layer = PrefixMemoryLayer(
-                query_layer, slot, num_heads=target.config.num_attention_heads, head_dim=target.head_dim
+                query_layer,
+                slot,
+                num_heads=target.config.num_attention_heads,
+                head_dim=target.head_dim,
+                key=f"{current_key}.{layout.query_module}",
             )
             setattr(target, layout.query_module, query_layer)
             setattr(target, layout.output_module, MemoryInjector(getattr(target, layout.output_module), slot))
