@@ -81,8 +81,8 @@ def tiny_llama(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def toy_data(tmp_path_factory):
-    """A dataset_dir with the toy sft, pref, kto and pt sets (tests/toydata.py)."""
-    from toydata import write_toy_data
+    """A dataset_dir with the toy sft, pref, kto and pt sets (prefixmemory_study.toydata)."""
+    from prefixmemory_study.toydata import write_toy_data
 
     return write_toy_data(tmp_path_factory.mktemp("data"))
 

@@ -7,9 +7,10 @@ Each check runs in a subprocess of its own:
 - ``prefixmemory-bench`` at the tiny preset and at the qwen2.5-0.5b and qwen2.5-3b shapes (random weights, nothing
   downloaded), shortened to fit: seq 512, 16 decode tokens, one warm-up, three repeats, six methods.
 
-Training runs a tiny random-weight Qwen2 (prefixmemory_study.tiny) on a few toy rows for MAX_STEPS steps, and
-passes when the run exits cleanly, its log names the attention (and liger) it was asked for, every step logs a
-finite loss, and the saved adapter holds non-empty finite tensors (ZeRO-3 saves empty ones when gathering fails).
+Training runs a tiny random-weight Qwen2 (prefixmemory_study.tiny) on the toy sets (prefixmemory_study.toydata)
+for MAX_STEPS steps, and passes when the run exits cleanly, its log names the attention (and liger) it was asked
+for, every step logs a finite loss, and the saved adapter holds non-empty finite tensors (ZeRO-3 saves empty ones
+when gathering fails).
 A check whose needs are missing (no CUDA device, flash-attn, liger-kernel or deepspeed not installed) is skipped,
 and the summary says why. Without CUDA, or with ``--device cpu``, the same code runs what a CPU can: SFT and DPO
 with sdpa in float32, and the benchmark at the tiny preset. Designed to finish within 8 minutes on one H100/H200.
@@ -36,8 +37,10 @@ import yaml
 from safetensors.torch import load_file
 
 from .tiny import save_tiny
+from .toydata import toy_train_config, write_toy_data
 
 MAX_STEPS = 3
+TOY_ROWS = 16  # rows per toy set; MAX_STEPS steps at batch 2 read 6
 BENCH_METHODS = "base,floor,pmt-elu,lora-r32,lora-qv-r32,prefix-32-mlp"
 # The shortened GPU benchmark; the tiny preset runs as it is.
 BENCH_SHORT = ["--seq-len", "512", "--decode-tokens", "16", "--warmup", "1", "--repeats", "3"]
@@ -115,26 +118,9 @@ def missing_needs(device: str) -> dict[str, str]:
 
 
 def write_inputs(workdir: Path) -> tuple[Path, Path]:
-    """The tiny model and the toy data sets (sft and preference rows) the training checks use."""
+    """The tiny model and the toy data sets (prefixmemory_study.toydata) the training checks use."""
     model = save_tiny(workdir / "tiny-qwen2", "qwen2", hidden_size=128, intermediate_size=256)
-    data = workdir / "data"
-    data.mkdir(exist_ok=True)
-    sft = [
-        {"instruction": f"Count to {i % 5 + 1}.", "input": "", "output": " ".join(map(str, range(1, i % 5 + 2)))}
-        for i in range(16)
-    ]
-    pref = [
-        {"instruction": f"Say yes {i}.", "input": "", "chosen": "yes yes yes", "rejected": f"no {i} no"}
-        for i in range(16)
-    ]
-    pref_columns = {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}
-    info = {
-        "check_sft": {"file_name": "check_sft.json"},
-        "check_pref": {"file_name": "check_pref.json", "ranking": True, "columns": pref_columns},
-    }
-    for name, rows in (("check_sft", sft), ("check_pref", pref)):
-        (data / f"{name}.json").write_text(json.dumps(rows))
-    (data / "dataset_info.json").write_text(json.dumps(info))
+    data = write_toy_data(workdir / "data", TOY_ROWS)
     (data / "ds_z3.json").write_text(json.dumps(_ZERO3))
     return model, data
 
@@ -144,29 +130,11 @@ def train_config(check: Check, model: Path, data: Path, output_dir: Path, cuda: 
     settings = dict(check.settings)
     if settings.pop("deepspeed", None):
         settings["deepspeed"] = str(data / "ds_z3.json")
-    return {
-        "model_name_or_path": str(model),
-        "do_train": True,
-        "finetuning_type": "prefixmemory",
-        "pmt_feature_map": "elu",
-        "dataset": "check_pref" if settings["stage"] == "dpo" else "check_sft",
-        "dataset_dir": str(data),
-        "template": "qwen",
-        "cutoff_len": 64,
-        "output_dir": str(output_dir),
-        "overwrite_output_dir": True,
-        "per_device_train_batch_size": 2,
-        "learning_rate": 1.0e-3,
-        "max_steps": MAX_STEPS,
-        "logging_steps": 1,
-        "save_steps": 1000,
-        "report_to": "none",
-        "bf16": cuda,
-        "preprocessing_num_workers": 1,
-        "dataloader_num_workers": 0,
-        **({"pref_beta": 0.1, "pref_loss": "sigmoid"} if settings["stage"] == "dpo" else {}),
-        **settings,
-    }
+    dpo = {"dataset": "toy_pref", "pref_beta": 0.1, "pref_loss": "sigmoid"} if settings["stage"] == "dpo" else {}
+    return toy_train_config(
+        model, data, output_dir, pmt_feature_map="elu", learning_rate=1.0e-3, max_steps=MAX_STEPS, bf16=cuda,
+        **dpo, **settings,
+    )  # fmt: skip
 
 
 def _run(argv: list[str], env: dict, timeout: int, cwd: Path) -> str:

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from prefixmemory_study import gpucheck
+from prefixmemory_study import gpucheck, toydata
 
 CPU_CHECKS = [check.name for check in gpucheck.CHECKS if not check.needs]
 
@@ -68,6 +68,20 @@ def test_every_gpu_only_check_is_reported_skipped_with_its_reasons(cpu_run):
         assert skipped[check.name] == "; ".join(reasons)
         assert f"| {check.name} | skip | 0 | {skipped[check.name]} |" in printed
     assert f"{len(CPU_CHECKS)} passed, 0 failed, {len(skipped)} skipped" in printed
+
+
+def test_the_training_checks_read_the_toy_sets_the_tests_read(tmp_path):
+    """One toy data module for the tests and the GPU check: gpucheck writes its sets and trains on them."""
+    model, data = gpucheck.write_inputs(tmp_path)
+    sets = toydata.toy_sets(gpucheck.TOY_ROWS)
+    assert json.loads((data / "dataset_info.json").read_text()) == {name: entry for name, (entry, _) in sets.items()}
+    for check in (check for check in gpucheck.CHECKS if check.kind == "train"):
+        config = gpucheck.train_config(check, model, data, tmp_path / "run", cuda=False)
+        entry, rows = sets[config["dataset"]]
+        assert json.loads((data / entry["file_name"]).read_text()) == rows
+        assert (config["stage"], config["dataset"], config["max_steps"]) == (
+            check.settings["stage"], "toy_pref" if check.settings["stage"] == "dpo" else "toy_sft", gpucheck.MAX_STEPS
+        )  # fmt: skip
 
 
 def test_a_failing_command_is_one_line_with_its_last_output(tmp_path):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from distrun import DEEPSPEED, GLOBAL_BATCH, SAVE_EVERY, STEPS, single_train, torchrun_train
-from toydata import toy_train_config
+
+from prefixmemory_study.toydata import toy_train_config
 
 STAGES = {
     "sft": dict(stage="sft", dataset="toy_sft"),

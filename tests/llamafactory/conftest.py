@@ -1,7 +1,8 @@
 """Fixtures for end-to-end runs of the real llamafactory-cli on a tiny local model and toy data sets."""
 
 import pytest
-from toydata import toy_train_config
+
+from prefixmemory_study.toydata import toy_train_config
 
 
 @pytest.fixture

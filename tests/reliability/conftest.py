@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from lfcli import run_cli
-from toydata import toy_train_config
 from webui.conftest import ui  # noqa: F401  (the in-process web UI, whose handlers' refusals are tested too)
+
+from prefixmemory_study.toydata import toy_train_config
 
 
 @pytest.fixture(scope="session")
