@@ -63,15 +63,19 @@ def test_predict_with_generate(tiny_qwen2, toy_data, trained_adapter, tmp_path):
     assert len(rows) == 4 and all("predict" in json.loads(row) for row in rows)
 
 
-def test_export_is_self_contained_and_reloads_identically(tiny_qwen2, trained_adapter, tmp_path):
-    export_dir = tmp_path / "export"
+@pytest.fixture(scope="module")
+def export_dir(tiny_qwen2, trained_adapter, tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("export")
     config = {
         "model_name_or_path": str(tiny_qwen2), "adapter_name_or_path": str(trained_adapter),
-        "finetuning_type": "prefixmemory", "template": "qwen", "export_dir": str(export_dir),
+        "finetuning_type": "prefixmemory", "template": "qwen", "export_dir": str(workdir / "export"),
         "infer_dtype": "float32",
     }  # fmt: skip
-    run_cli("export", config, tmp_path)
+    run_cli("export", config, workdir)
+    return workdir / "export"
 
+
+def test_export_is_self_contained_and_reloads_identically(tiny_qwen2, trained_adapter, export_dir):
     assert (export_dir / "model.safetensors").is_file() and (export_dir / "tokenizer.json").is_file()
     assert "cannot\nbe merged" in (export_dir / "README.md").read_text()
     exported = _peft_logits(export_dir, export_dir / "prefixmemory_adapter")
@@ -79,6 +83,27 @@ def test_export_is_self_contained_and_reloads_identically(tiny_qwen2, trained_ad
     base_only = AutoModelForCausalLM.from_pretrained(export_dir)(TOKENS).logits
     assert (base_only - exported).abs().max() > 1e-4  # the memory is not silently dropped or merged
     _assert_vllm_ready(export_dir, trained_adapter)
+
+
+@pytest.mark.parametrize("finetuning_type", [{}, {"finetuning_type": "prefixmemory"}], ids=["type left out", "given"])
+def test_export_folder_alone_serves_its_memories(finetuning_type, tiny_qwen2, trained_adapter, export_dir):
+    """chat, api and webchat (ChatModel) on the export folder, without `adapter_name_or_path`: base + adapter."""
+    from llamafactory.chat import ChatModel
+
+    chat = ChatModel(dict(
+        model_name_or_path=str(export_dir), template="qwen", infer_backend="huggingface", max_new_tokens=6,
+        do_sample=False, **finetuning_type,
+    ))  # fmt: skip
+    model = chat.engine.model
+    assert isinstance(model, PeftModel) and model.peft_config["default"].peft_type == "PREFIXMEMORY"
+    with torch.no_grad():
+        served = model(TOKENS).logits
+        expected = _peft_logits(tiny_qwen2, trained_adapter)
+        torch.testing.assert_close(served, expected, rtol=0, atol=1e-6)
+        assert (AutoModelForCausalLM.from_pretrained(export_dir)(TOKENS).logits - served).abs().max() > 1e-4
+        generated = model.generate(input_ids=TOKENS, max_new_tokens=6, do_sample=False)
+        reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_qwen2), trained_adapter)
+        assert torch.equal(generated, reference.generate(input_ids=TOKENS, max_new_tokens=6, do_sample=False))
 
 
 def _assert_vllm_ready(export_dir: Path, adapter: Path) -> None:

@@ -1,5 +1,6 @@
-"""A checkpoint half-written when the run was killed never blocks work: automatic resume skips it, and an
-explicit resume from it says which files are missing and which complete checkpoint to use."""
+"""A checkpoint half-written when the run was killed never blocks work: automatic resume and
+`resume_from_checkpoint: true` skip it, and an explicit resume from it says which files are missing and which
+complete checkpoint to use."""
 
 import os
 from pathlib import Path
@@ -26,7 +27,7 @@ def killed_run(config, tmp_path, monkeypatch):
     return run
 
 
-def test_explicit_resume_from_a_killed_checkpoint_is_refused(killed_run, tiny_qwen2, tmp_path):
+def test_explicit_resume_from_a_killed_checkpoint_is_refused_and_true_skips_it(killed_run, tiny_qwen2, tmp_path):
     run_dir = Path(killed_run["output_dir"])
     for name, missing in [("checkpoint-2", "trainer_state.json"), ("checkpoint-9", "adapter_config.json, ")]:
         with unchanged(tiny_qwen2, run_dir):
@@ -36,6 +37,12 @@ def test_explicit_resume_from_a_killed_checkpoint_is_refused(killed_run, tiny_qw
         line = refusal(result)
         assert line.startswith(f"error: `resume_from_checkpoint` {run_dir / name} is incomplete (a run stopped while")
         assert f"missing {missing}" in line and line.endswith(f"the last complete one is {run_dir / 'checkpoint-1'}.")
+    # `true` is that last complete one (the Trainer's own choice is the newest folder, checkpoint-9)
+    result = run_cli("train", {**killed_run, "resume_from_checkpoint": True}, tmp_path)
+    assert f"`resume_from_checkpoint: True`: the last complete checkpoint is {run_dir / 'checkpoint-1'}." in (
+        result.stdout + result.stderr
+    )
+    assert (run_dir / "checkpoint-3" / "trainer_state.json").is_file()
 
 
 def test_automatic_resume_skips_a_killed_checkpoint(killed_run, tiny_qwen2, tmp_path):

@@ -2,10 +2,10 @@
 
 | LLaMA-Factory function | change | why |
 | --- | --- | --- |
-| _parse_{train,infer,eval}_args | type case; other methods' keys | defaults hide them |
+| _parse_{train,infer,eval}_args | type case; other methods' keys; an export gets its adapter | defaults hide them |
 | _verify_model_args | adapters, geometry checked; sglang, 4/8-bit refused; vllm: exports | LoRA-only |
 | get_last_checkpoint | skips checkpoints without trainer_state.json | a killed save |
-| get_train_args | folders, resume; ddp_find_unused_parameters, label_names; PT limits | as for LoRA |
+| get_train_args | folders, resume (`true` too); ddp_find_unused_parameters, label_names; PT limits | as for LoRA |
 
 The checks themselves are ours, in ``checks/``; our refusals print in one line (errors.py).
 """
@@ -13,7 +13,7 @@ The checks themselves are ours, in ``checks/``; our refusals print in one line (
 from ...errors import PrefixMemoryError, report_refusals_in_one_line
 from ...seams import Seam, bends
 from .. import OUR_TYPES, as_finetuning_type, wraps_original
-from ..checks.checkpoints import WRITTEN_LAST, last_complete_checkpoint
+from ..checks.checkpoints import WRITTEN_LAST, choose_checkpoint, last_complete_checkpoint
 from ..checks.given_keys import check_method_keys, given_values, normalize_finetuning_type
 from ..checks.run import (
     check_adapter,
@@ -22,6 +22,7 @@ from ..checks.run import (
     check_prefix_tuning_limits,
     check_serving,
     check_training_folders,
+    serve_export,
 )
 
 
@@ -50,14 +51,14 @@ def patch_parser(parser) -> None:
             check_foreign_adapter(model_args.adapter_name_or_path, method)
             return verify_model_args(model_args, data_args, finetuning_args)
         check_serving(model_args, method)
-        adapter_config = None
+        adapter = None
         if model_args.adapter_name_or_path is not None:
             if len(model_args.adapter_name_or_path) != 1:
                 raise PrefixMemoryError(
                     f"`adapter_name_or_path` takes one {method} adapter, got {len(model_args.adapter_name_or_path)}."
                 )
-            adapter_config = check_adapter(model_args.adapter_name_or_path[0], finetuning_args)
-        check_geometry(model_args, finetuning_args, adapter_config, parser.logger)
+            adapter = check_adapter(model_args.adapter_name_or_path[0], finetuning_args)
+        check_geometry(model_args, finetuning_args, adapter, parser.logger)
         with as_finetuning_type(finetuning_args, "lora"):  # upstream accepts adapters for LoRA only
             verify_model_args(model_args, data_args, finetuning_args)
 
@@ -66,6 +67,7 @@ def patch_parser(parser) -> None:
         model_args, data_args, training_args, finetuning_args, generating_args = get_train_args(*args, **kwargs)
         if finetuning_args.finetuning_type == "prefix":
             check_prefix_tuning_limits(model_args, data_args, finetuning_args)
+        choose_checkpoint(training_args, finetuning_args, parser.logger)
         check_training_folders(model_args, training_args, finetuning_args)
         if finetuning_args.finetuning_type in OUR_TYPES:
             training_args.label_names = training_args.label_names or ["labels"]
@@ -75,11 +77,12 @@ def patch_parser(parser) -> None:
 
 
 def _read_keys_as_written(parser, name: str) -> None:
-    """Check the keys as the user wrote them, then parse; the parsed FinetuningArguments keep ``given_keys``."""
+    """Check the keys as the user wrote them (an export folder's adapter added), then parse; the parsed
+    FinetuningArguments keep ``given_keys``."""
 
     @wraps_original(parser, name)
     def parse_checked(parse, args=None):
-        args = normalize_finetuning_type(parser.read_args(args))
+        args = serve_export(normalize_finetuning_type(parser.read_args(args)), parser.logger)
         given = given_values(args)
         check_method_keys(given)
         parsed = parse(args)

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from ...errors import PrefixMemoryError
+
+# A PrefixMemory tensor in an adapter file: the layer, the module that reads q, which weight, which part of it.
+_ADAPTER_TENSOR = re.compile(r"layers\.(\d+)\.self_attn\.(\w+)\.prefixmemory_(memory|kernel)\.(weight|bias)$")
 
 
 def read_model_config(model_name_or_path: str) -> dict | None:
@@ -39,6 +43,73 @@ def check_model_fits(model_config: dict, layers, model_name_or_path: str, source
             f"{source} {out_of_range} out of range: the model in `model_name_or_path` {model_name_or_path} has "
             f"{num_layers} decoder layers (0-{num_layers - 1})."
         )
+
+
+def check_adapter_fits(model_config: dict, saved, header: dict, model_name_or_path: str, where: str) -> None:
+    """The tensors of a PrefixMemory adapter (names and shapes, from its safetensors header) fit this model: the same
+    place q is read (q_proj, or Qwen3's q_norm), every layer it adapts, the same heads and head_dim.
+
+    ``saved`` is the adapter's PrefixMemoryConfig, ``where`` names the adapter (`adapter_name_or_path` run).
+    """
+    from prefixmemory.architectures import attention_layout
+
+    found = [(match, entry["shape"]) for name, entry in header.items() if (match := _ADAPTER_TENSOR.search(name))]
+    model = f"the model in `model_name_or_path` {model_name_or_path}"
+    model_type = model_config.get("model_type")
+    query_module = attention_layout(model_type).query_module
+    read_at = sorted({match.group(2) for match, _ in found} - {query_module})
+    if read_at:
+        raise PrefixMemoryError(
+            f"{where} was trained on another architecture: it reads q at {read_at[0]}, {model} (model_type "
+            f"`{model_type}`) at {query_module}; use it with the model it was trained on."
+        )
+    num_layers = model_config.get("num_hidden_layers")
+    layers = sorted({int(match.group(1)) for match, _ in found})
+    check_model_fits(model_config, layers, model_name_or_path, f"{where} adapts layers")
+    if saved.layers is None and num_layers is not None and layers and layers != list(range(num_layers)):
+        raise PrefixMemoryError(
+            f"{where} adapts layers 0-{layers[-1]}, all layers of the model it was trained on; {model} has "
+            f"{num_layers} decoder layers; use it with the model it was trained on."
+        )
+    _check_tensor_shapes(model_config, saved, found, model, where)
+
+
+def check_recorded_model(model_config: dict, adapter_config: dict, model_name_or_path: str, where: str) -> None:
+    """The base model an adapter records in adapter_config.json (`base_model_type`, `base_num_layers`,
+    `base_num_heads`, `base_head_dim`; adapters saved before it was recorded have none) is this one."""
+    _, heads, _, head_dim = _heads(model_config)
+    ours = {"model_type": model_config.get("model_type"), "num_layers": model_config.get("num_hidden_layers")}
+    ours.update(num_heads=heads, head_dim=head_dim)
+    differ = [
+        f"{name} {recorded} vs {value}"
+        for name, value in ours.items()
+        if (recorded := adapter_config.get("base_" + name)) is not None and recorded != value
+    ]
+    if differ:
+        raise PrefixMemoryError(
+            f"{where} was made for another model: {'; '.join(differ)} (adapter vs the model in `model_name_or_path` "
+            f"{model_name_or_path}); use it with the model it was trained on."
+        )
+
+
+def _check_tensor_shapes(model_config: dict, saved, found, model: str, where: str) -> None:
+    """Each memory is (heads, feature_dim, head_dim), its bias (heads, 1, head_dim), the mlp kernel (heads, head_dim,
+    feature_dim) and its bias (heads, 1, feature_dim), with this model's heads and head_dim."""
+    _, heads, _, head_dim = _heads(model_config)
+    feature_dim = saved.feature_dim or head_dim
+    expected = {
+        ("memory", "weight"): [heads, feature_dim, head_dim],
+        ("memory", "bias"): [heads, 1, head_dim],
+        ("kernel", "weight"): [heads, head_dim, feature_dim],
+        ("kernel", "bias"): [heads, 1, feature_dim],
+    }
+    for match, shape in found:
+        wanted = expected[match.group(3), match.group(4)]
+        if list(shape) != wanted:
+            raise PrefixMemoryError(
+                f"{where} does not fit {model}: `{match.group(0)}` is {list(shape)}, the model needs {wanted} "
+                f"({heads} query heads, head_dim {head_dim}); use it with the model it was trained on."
+            )
 
 
 def _heads(model_config: dict) -> tuple[int, int, int, int]:
@@ -72,6 +143,21 @@ def model_parameters(model_config: dict) -> int:
     embeddings = vocab * hidden * (1 if model_config.get("tie_word_embeddings", False) else 2)
     mlp = model_config["num_hidden_layers"] * 3 * hidden * model_config.get("intermediate_size", 4 * hidden)
     return embeddings + attention_parameters(model_config) + mlp
+
+
+def check_adapter_size(model_config: dict, peft_config, model_name_or_path: str) -> None:
+    """Refuse an adapter with more parameters than the whole base model (`pmt_feature_dim` of 2**31 would only fail
+    after the model has loaded, allocating it)."""
+    try:
+        adapter, model = adapter_parameters(model_config, peft_config), model_parameters(model_config)
+    except (KeyError, TypeError):
+        return  # a config without the usual keys: nothing to compare against
+    if adapter > model:
+        raise PrefixMemoryError(
+            f"`pmt_feature_dim` {peft_config.feature_dim} makes an adapter of {adapter:,} parameters, more than the "
+            f"whole model in `model_name_or_path` {model_name_or_path} (about {model:,}); choose a smaller "
+            "`pmt_feature_dim` (default: head_dim)."
+        )
 
 
 def size_warning(model_config: dict, peft_config) -> str | None:

@@ -6,28 +6,46 @@ from __future__ import annotations
 from ...errors import PrefixMemoryError
 from .. import OUR_TYPES, PMT, needs_reference
 from ..options import PMT_KEYS
-from .adapter_files import pmt_disagreements, read_adapter_config
-from .checkpoints import check_resumable
+from .adapter_files import (
+    ADAPTER_PEFT_TYPES,
+    AdapterFiles,
+    check_adapter_type,
+    check_finite,
+    export_adapter,
+    pmt_disagreements,
+    read_adapter,
+    read_adapter_config,
+    saved_config,
+)
+from .checkpoints import check_resumable, check_state_files
 from .folders import check_writes_apart
-from .geometry import check_model_fits, read_model_config, size_warning
+from .geometry import (
+    check_adapter_fits,
+    check_adapter_size,
+    check_model_fits,
+    check_recorded_model,
+    read_model_config,
+    size_warning,
+)
+from .given_keys import given_values
 
-ADAPTER_PEFT_TYPES = {"prefixmemory": "PREFIXMEMORY", "prefix": "PREFIX_TUNING"}
 
-
-def check_adapter(path: str, finetuning_args) -> dict:
-    """The adapter in `adapter_name_or_path` is whole, of our type, and agrees with the `pmt_*` keys given."""
-    method = finetuning_args.finetuning_type
-    adapter_config = read_adapter_config(path)
-    peft_type = adapter_config.get("peft_type")
-    if peft_type != ADAPTER_PEFT_TYPES[method]:
-        raise PrefixMemoryError(f"`adapter_name_or_path` {path} holds a {peft_type} adapter, not a {method} one.")
+def check_adapter(path: str, finetuning_args) -> AdapterFiles:
+    """The adapter in `adapter_name_or_path` is whole, of our type, valid, finite, and agrees with the `pmt_*` keys
+    given."""
+    method, key = finetuning_args.finetuning_type, "adapter_name_or_path"
+    adapter = read_adapter(path)
+    check_adapter_type(adapter, method, key)
     given = [key for key in PMT_KEYS if key in getattr(finetuning_args, "given_keys", ())]
-    if method == PMT and (found := pmt_disagreements(finetuning_args.peft_config, adapter_config, given)):
-        raise PrefixMemoryError(
-            f"`adapter_name_or_path` {path} was trained with other values: {'; '.join(found)} (arguments vs "
-            "adapter); drop these keys to use the adapter's, or train a new adapter."
-        )
-    return adapter_config
+    if method == PMT:
+        saved_config(adapter, key)
+        if found := pmt_disagreements(finetuning_args.peft_config, adapter.config, given):
+            raise PrefixMemoryError(
+                f"`adapter_name_or_path` {path} was trained with other values: {'; '.join(found)} (arguments vs "
+                "adapter); drop these keys to use the adapter's, or train a new adapter."
+            )
+    check_finite(adapter, key)
+    return adapter
 
 
 def check_foreign_adapter(paths, method: str) -> None:
@@ -45,23 +63,32 @@ def check_foreign_adapter(paths, method: str) -> None:
             )
 
 
-def check_geometry(model_args, finetuning_args, adapter_config: dict | None, logger) -> None:
-    """Architecture and `pmt_layers` against config.json; warn about an adapter larger than the attention."""
+def check_geometry(model_args, finetuning_args, adapter: AdapterFiles | None, logger) -> None:
+    """Architecture and `pmt_layers` against config.json, or the adapter's tensors; refuse an adapter larger than the
+    model, warn about one larger than the attention."""
     if finetuning_args.finetuning_type != PMT:
         return
-    model_config = read_model_config(model_args.model_name_or_path)
+    model_path = model_args.model_name_or_path
+    model_config = read_model_config(model_path)
     if model_config is None:
         return
-    if adapter_config is None:
-        layers = finetuning_args.peft_config.layers
-        check_model_fits(model_config, layers, model_args.model_name_or_path, "`pmt_layers`")
+    if adapter is None:
+        check_model_fits(model_config, finetuning_args.peft_config.layers, model_path, "`pmt_layers`")
+        check_adapter_size(model_config, finetuning_args.peft_config, model_path)
         warning = size_warning(model_config, finetuning_args.peft_config)
         if warning:
             logger.warning_rank0(warning)
     else:
-        layers = adapter_config.get("layers")
-        source = f"`adapter_name_or_path` {model_args.adapter_name_or_path[0]} adapts layers"
-        check_model_fits(model_config, layers, model_args.model_name_or_path, source)
+        _check_fits(model_config, model_path, adapter, "adapter_name_or_path")
+
+
+def _check_fits(model_config: dict, model_path: str, adapter: AdapterFiles, key: str) -> None:
+    """The adapter's layers and (from its safetensors header) its tensors against the model's config.json."""
+    where = f"`{key}` {adapter.path}"
+    check_model_fits(model_config, adapter.config.get("layers"), model_path, f"{where} adapts layers")
+    check_recorded_model(model_config, adapter.config, model_path, where)
+    if adapter.header is not None:
+        check_adapter_fits(model_config, saved_config(adapter, key), adapter.header, model_path, where)
 
 
 def check_training_folders(model_args, training_args, finetuning_args) -> None:
@@ -75,16 +102,53 @@ def check_training_folders(model_args, training_args, finetuning_args) -> None:
     explicit = "resume_from_checkpoint" in getattr(finetuning_args, "given_keys", ())
     if explicit:
         check_resumable(checkpoint)
+    key = "resume_from_checkpoint" if explicit else "output_dir"
+    adapter = read_adapter(checkpoint, key)
+    check_adapter_type(adapter, finetuning_args.finetuning_type, key)
+    check_state_files(checkpoint, key)
     if finetuning_args.finetuning_type == PMT:
-        key = "resume_from_checkpoint" if explicit else "output_dir"
-        adapter_config = read_adapter_config(checkpoint, key)
-        found = pmt_disagreements(finetuning_args.peft_config, adapter_config, PMT_KEYS)
+        saved_config(adapter, key)
+        found = pmt_disagreements(finetuning_args.peft_config, adapter.config, PMT_KEYS)
         if found:
             where = f"`{key}` {checkpoint}" if explicit else f"`output_dir` holds {checkpoint} (auto-resumed), which"
             raise PrefixMemoryError(
                 f"{where} was trained with other values: {'; '.join(found)} (arguments vs checkpoint); resume "
                 "with the checkpoint's values, or set a new `output_dir` (or `overwrite_output_dir: true`)."
             )
+        model_config = read_model_config(model_args.model_name_or_path)
+        if model_config is not None:
+            _check_fits(model_config, model_args.model_name_or_path, adapter, key)
+    check_finite(adapter, key)
+
+
+def serve_export(args, logger):
+    """The arguments, with an export folder given as `model_name_or_path` (and no `adapter_name_or_path`) read as
+    what it is, base model + adapter: its prefixmemory_adapter/ (or prefix_adapter/) is loaded with it, so chat, api,
+    webchat, predict and a second export serve the memories instead of the bare base model."""
+    given = given_values(args)
+    model, chosen = given.get("model_name_or_path"), given.get("finetuning_type")
+    found = export_adapter(model) if model and not given.get("adapter_name_or_path") else None
+    if found is None:
+        return args
+    method, folder = found
+    if chosen in OUR_TYPES and chosen != method:
+        raise PrefixMemoryError(
+            f"`model_name_or_path` {model} is a {method} export ({folder}) but `finetuning_type` is {chosen}; set "
+            f"`finetuning_type: {method}` or leave it out."
+        )
+    if chosen not in (None, method):
+        logger.warning_rank0(
+            f"`model_name_or_path` {model} is a {method} export: with `finetuning_type: {chosen}` its adapter "
+            f"{folder} is not loaded and the bare base model runs; leave `finetuning_type` out to load it."
+        )
+        return args
+    added = {"finetuning_type": method}
+    if str(given.get("infer_backend", "huggingface")).lower() == "huggingface":  # vLLM serves the folder itself
+        added["adapter_name_or_path"] = folder
+        logger.info_rank0(f"`model_name_or_path` {model} is a {method} export: loading its adapter {folder}.")
+    if isinstance(args, dict):
+        return {**args, **added}
+    return [*args, *(item for key, value in added.items() for item in (f"--{key}", value))]
 
 
 def check_serving(model_args, method: str) -> None:
