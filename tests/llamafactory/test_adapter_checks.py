@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, PrefixTuningConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
@@ -64,13 +64,16 @@ def models(tiny_qwen2, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def adapters(models, tmp_path_factory) -> dict[str, Path]:
-    """A PrefixMemory adapter of each Qwen2 model, and a LoRA adapter of the tiny one."""
+    """A PrefixMemory adapter of each Qwen2 model, and a LoRA and a prefix-tuning adapter of the tiny one."""
     root = tmp_path_factory.mktemp("adapters")
     found = {
         name: _save_adapter(models[name], root / name.replace(" ", "-")) for name in ("four layers", "eight heads")
     }
     found["pmt"] = _save_adapter(models["tiny"], root / "pmt")
     found["lora"] = _save_adapter(models["tiny"], root / "lora", LoraConfig(r=2, target_modules=["q_proj"]))
+    found["prefix"] = _save_adapter(
+        models["tiny"], root / "prefix", PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
+    )
     return found
 
 
@@ -114,6 +117,12 @@ def test_export_folder_serves_its_adapter(tiny_qwen2, adapters, tmp_path):
     )
     model_args, _, _, _ = get_infer_args(dict(model_name_or_path=str(export), finetuning_type="lora"))
     assert model_args.adapter_name_or_path is None  # said in a warning: the bare base model, as asked
+
+    shutil.rmtree(export / "prefixmemory_adapter")
+    shutil.copytree(adapters["prefix"], export / "prefix_adapter")
+    model_args, _, finetuning_args, _ = get_infer_args(dict(model_name_or_path=str(export)))
+    assert model_args.adapter_name_or_path == [str(export / "prefix_adapter")]
+    assert finetuning_args.finetuning_type == "prefix"
 
 
 @pytest.mark.parametrize(
