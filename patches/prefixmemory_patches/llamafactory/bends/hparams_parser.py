@@ -15,6 +15,7 @@ from ...seams import Seam, bends
 from .. import OUR_TYPES, as_finetuning_type, wraps_original
 from ..checks.checkpoints import WRITTEN_LAST, choose_checkpoint, last_complete_checkpoint
 from ..checks.given_keys import check_method_keys, given_values, normalize_finetuning_type
+from ..checks.outputs import expand_output_paths
 from ..checks.run import (
     check_adapter,
     check_foreign_adapter,
@@ -83,6 +84,7 @@ def _read_keys_as_written(parser, name: str) -> None:
     @wraps_original(parser, name)
     def parse_checked(parse, args=None):
         args = serve_export(normalize_finetuning_type(parser.read_args(args)), parser.logger)
+        args = expand_output_paths(args)
         given = given_values(args)
         check_method_keys(given)
         parsed = parse(args)

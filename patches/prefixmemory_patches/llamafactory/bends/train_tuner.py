@@ -4,13 +4,15 @@
 | --- | --- | --- |
 | train.tuner.export_model | prefixmemory, prefix: base + adapter + README | neither can be merged into weights |
 | (same) | prefixmemory: + memories and config entries vLLM reads | ``vllm serve`` on the folder |
+| (same) | written aside, moved in whole; replaces only our export, when asked | a failure left half a folder |
 
 Upstream export merges LoRA into the weights and aborts on anything that is not a PreTrainedModel. Our export
 instead writes a self-contained folder: the base model (in the export dtype) with its tokenizer at the top, the
 adapter in ``prefixmemory_adapter/`` (or ``prefix_adapter/``), and a README saying how to load both. A prefixmemory
 export of a Qwen2/Qwen3/LLaMA/Mistral model is also made servable by vLLM with the serving package's converter
 (``prefixmemory_vllm.convert``: json and safetensors only, no vLLM), so that the folder format is defined once,
-beside the vLLM plugin that reads it.
+beside the vLLM plugin that reads it. The folder is written aside and moved into place once complete
+(``checks/outputs.py``), so a failed export leaves nothing behind and an earlier one as it was.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ...errors import PrefixMemoryError
 from ...seams import Seam, bends
 from .. import OUR_TYPES, wraps_original
 from ..checks.folders import check_writes_apart
+from ..checks.outputs import staged_export
 
 ADAPTER_SUBFOLDERS = {"prefixmemory": "prefixmemory_adapter", "prefix": "prefix_adapter"}
 
@@ -78,13 +81,25 @@ def patch_tuner(tuner) -> None:
 
 
 def export_unmerged(tuner, model_args, data_args, finetuning_args) -> None:
-    """Write base model + tokenizer + adapter + README to ``export_dir``; refuses to write into the inputs."""
-    import torch
-
+    """Write base model + tokenizer + adapter + README to ``export_dir``, whole or not at all; refuses to write into
+    the inputs, or over files that are not an earlier export of ours."""
     method = finetuning_args.finetuning_type
     if model_args.adapter_name_or_path is None:
         raise PrefixMemoryError(f"`adapter_name_or_path` is required to export a {method} model.")
     export_dir = _checked_export_dir(model_args)
+    with staged_export(export_dir, method) as staging:
+        _write_export(tuner, model_args, data_args, finetuning_args, staging, export_dir)
+    adapter_folder = ADAPTER_SUBFOLDERS[method]
+    tuner.logger.info_rank0(
+        f"Exported base model and {adapter_folder} to {export_dir} (not merged: see {export_dir}/README.md)."
+    )
+
+
+def _write_export(tuner, model_args, data_args, finetuning_args, staging: str, export_dir: str) -> None:
+    """Base model + tokenizer + adapter + README into ``staging``; the README names ``export_dir``, where it goes."""
+    import torch
+
+    method = finetuning_args.finetuning_type
     tokenizer_module = tuner.load_tokenizer(model_args)
     tokenizer = tokenizer_module["tokenizer"]
     tuner.get_template_and_fix_tokenizer(tokenizer, data_args)
@@ -93,14 +108,14 @@ def export_unmerged(tuner, model_args, data_args, finetuning_args) -> None:
     dtype = model_args.infer_dtype
     dtype = model.config.dtype if dtype == "auto" else getattr(torch, dtype)
     adapter_folder = ADAPTER_SUBFOLDERS[method]
-    model.save_pretrained(os.path.join(export_dir, adapter_folder))  # adapter weights stay in fp32
+    model.save_pretrained(os.path.join(staging, adapter_folder))  # adapter weights stay in fp32
     base = model.get_base_model() if model.active_peft_config.is_prompt_learning else model.unload()
     base.config.dtype = dtype
-    base.to(dtype).save_pretrained(export_dir, max_shard_size=f"{model_args.export_size}GB")
-    tokenizer.save_pretrained(export_dir)
+    base.to(dtype).save_pretrained(staging, max_shard_size=f"{model_args.export_size}GB")
+    tokenizer.save_pretrained(staging)
     if tokenizer_module["processor"] is not None:
-        tokenizer_module["processor"].save_pretrained(export_dir)
-    servable = method == "prefixmemory" and _make_vllm_ready(export_dir, tuner.logger)
+        tokenizer_module["processor"].save_pretrained(staging)
+    servable = method == "prefixmemory" and _make_vllm_ready(staging, tuner.logger)
     note = LOADING_NOTE.format(
         method=method,
         why=WHY_NOT_MERGED[method],
@@ -108,10 +123,7 @@ def export_unmerged(tuner, model_args, data_args, finetuning_args) -> None:
         adapter=adapter_folder,
         serving=SERVING_NOTES[servable].format(export_dir=export_dir),
     )
-    Path(export_dir, "README.md").write_text(note)
-    tuner.logger.info_rank0(
-        f"Exported base model and {adapter_folder} to {export_dir} (not merged: see {export_dir}/README.md)."
-    )
+    Path(staging, "README.md").write_text(note)
 
 
 def _make_vllm_ready(export_dir: str, logger) -> bool:
@@ -140,5 +152,5 @@ def _checked_export_dir(model_args) -> str:
         raise PrefixMemoryError("`export_hub_model_id` is not supported for these exports; push the folder yourself.")
     reads = {"model_name_or_path": [model_args.model_name_or_path]}
     reads["adapter_name_or_path"] = list(model_args.adapter_name_or_path or [])
-    check_writes_apart("export_dir", model_args.export_dir, reads)
+    check_writes_apart("export_dir", model_args.export_dir, reads, replaces=True)
     return os.path.abspath(model_args.export_dir)
