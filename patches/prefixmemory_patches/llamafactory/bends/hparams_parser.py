@@ -15,7 +15,7 @@ from ...seams import Seam, bends
 from .. import OUR_TYPES, as_finetuning_type, wraps_original
 from ..checks.checkpoints import WRITTEN_LAST, choose_checkpoint, last_complete_checkpoint
 from ..checks.given_keys import check_method_keys, given_values, normalize_finetuning_type
-from ..checks.outputs import expand_output_paths
+from ..checks.outputs import check_output_dir, expand_output_paths
 from ..checks.run import (
     check_adapter,
     check_foreign_adapter,
@@ -71,6 +71,7 @@ def patch_parser(parser) -> None:
         choose_checkpoint(training_args, finetuning_args, parser.logger)
         check_training_folders(model_args, training_args, finetuning_args)
         if finetuning_args.finetuning_type in OUR_TYPES:
+            check_output_dir(data_args, training_args)  # last: it takes the lock when training
             training_args.label_names = training_args.label_names or ["labels"]
             if training_args.ddp_find_unused_parameters is None:
                 training_args.ddp_find_unused_parameters = False  # every adapter weight is used in every step

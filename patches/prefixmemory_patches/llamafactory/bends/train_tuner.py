@@ -5,6 +5,7 @@
 | train.tuner.export_model | prefixmemory, prefix: base + adapter + README | neither can be merged into weights |
 | (same) | prefixmemory: + memories and config entries vLLM reads | ``vllm serve`` on the folder |
 | (same) | written aside, moved in whole; replaces only our export, when asked | a failure left half a folder |
+| train.tuner._training_function | our runs hold `output_dir` (a lock) while they train | two runs wrote one folder |
 
 Upstream export merges LoRA into the weights and aborts on anything that is not a PreTrainedModel. Our export
 instead writes a self-contained folder: the base model (in the export dtype) with its tokenizer at the top, the
@@ -24,7 +25,7 @@ from ...errors import PrefixMemoryError
 from ...seams import Seam, bends
 from .. import OUR_TYPES, wraps_original
 from ..checks.folders import check_writes_apart
-from ..checks.outputs import staged_export
+from ..checks.outputs import claiming, staged_export
 
 ADAPTER_SUBFOLDERS = {"prefixmemory": "prefixmemory_adapter", "prefix": "prefix_adapter"}
 
@@ -70,6 +71,7 @@ SERVING_NOTES = {
     Seam("get_template_and_fix_tokenizer", params=("tokenizer", "data_args")),
     Seam("load_model", params=("tokenizer", "model_args", "finetuning_args")),
     Seam("logger"),
+    Seam("_training_function", params=("config",)),
 )
 def patch_tuner(tuner) -> None:
     @wraps_original(tuner, "export_model")
@@ -78,6 +80,11 @@ def patch_tuner(tuner) -> None:
         if finetuning_args.finetuning_type not in OUR_TYPES:
             return export_model(args)
         return export_unmerged(tuner, model_args, data_args, finetuning_args)
+
+    @wraps_original(tuner, "_training_function")
+    def training_function_holding_output_dir(training_function, config):
+        with claiming():  # parsing elsewhere (web UI, recipe checks) locks nothing
+            return training_function(config)
 
 
 def export_unmerged(tuner, model_args, data_args, finetuning_args) -> None:

@@ -2,6 +2,9 @@
 
 - ``output_dir`` / ``export_dir`` spelled with ``~`` or ``$VAR``: expanded in the arguments themselves (upstream used
   the text as a relative path: a literal ``./~`` folder); an unset variable is refused.
+- ``output_dir`` that is a file, lies in ``dataset_dir``, is someone else's project, or is in use by another run (an
+  exclusive ``flock`` on ``.prefixmemory.lock``, held by the training process: the OS drops it when the process dies,
+  so a killed run never blocks the next). Read-only shows when that lock file cannot be created, before training.
 - ``export_dir``: written whole into a hidden sibling and moved into place last, so a failure (a full disk) leaves
   no half folder and no old export touched; an existing folder is replaced only when it is an earlier export of
   ours (its marker lists every file) and ``PREFIXMEMORY_OVERWRITE_EXPORT=1`` asks for it.
@@ -9,7 +12,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -18,11 +23,28 @@ from contextlib import contextmanager
 
 from ...errors import PrefixMemoryError
 from .. import OUR_TYPES
+from .folders import check_writes_apart
 from .given_keys import given_values
 
 OUTPUT_KEYS = ("output_dir", "export_dir")
+LOCK_FILE = ".prefixmemory.lock"
 EXPORT_MARKER = "prefixmemory_export.json"
 OVERWRITE_EXPORT = "PREFIXMEMORY_OVERWRITE_EXPORT"
+# Files only a training or predict run writes: a folder holding one is an earlier run's, reusable (resume, overwrite).
+RUN_TRACES = frozenset(
+    ("trainer_state.json", "trainer_log.jsonl", "training_args.bin", "adapter_config.json", "all_results.json",
+     "train_results.json", "predict_results.json", "generated_predictions.jsonl", "llamaboard_config.yaml",
+     "running_log.txt")
+)  # fmt: skip
+CHECKPOINT = re.compile(r"checkpoint-\d+")
+# Without a run trace, these mark a folder as another project's: a run would write beside them, or over them.
+PROJECT_FILES = frozenset((".git", "pyproject.toml", "setup.py", "setup.cfg", "package.json"))
+WRITTEN_BY_A_RUN = frozenset(
+    ("README.md", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+     "special_tokens_map.json", "chat_template.jinja", "model.safetensors", "adapter_model.safetensors")
+)  # fmt: skip
+_held: dict[str, int] = {}  # output folder -> the open, flock-ed lock file of this process
+_claiming: list[bool] = []
 
 
 def expand_output_paths(args):
@@ -52,6 +74,79 @@ def _expanded(key: str, value):
             "path out."
         )
     return path
+
+
+def check_output_dir(data_args, training_args) -> None:
+    """`output_dir` is a folder, apart from `dataset_dir`, not another project's; held while this process trains."""
+    output_dir = training_args.output_dir
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise PrefixMemoryError(f"`output_dir` {output_dir} is a file, not a folder; choose a folder.")
+    if data_args.dataset_dir != "ONLINE":
+        check_writes_apart("output_dir", output_dir, {"dataset_dir": [data_args.dataset_dir]})
+    _check_not_a_project(output_dir)
+    if _claiming and training_args.should_save:  # the main process (or each node's, with save_on_each_node)
+        _claim(output_dir)
+
+
+def _check_not_a_project(output_dir: str) -> None:
+    """An existing folder with no earlier run in it must not hold a project's files or files a run writes over."""
+    names = set(os.listdir(output_dir)) if os.path.isdir(output_dir) else set()
+    if names & RUN_TRACES or any(CHECKPOINT.fullmatch(name) for name in names):
+        return
+    found = sorted(names & (PROJECT_FILES | WRITTEN_BY_A_RUN))
+    if found:
+        folder = os.path.realpath(output_dir)
+        shown = output_dir if folder == output_dir.rstrip(os.sep) else f"{output_dir} ({folder})"
+        raise PrefixMemoryError(
+            f"`output_dir` {shown} holds {', '.join(found)} and no earlier run: the run would write among another "
+            "project's files; choose a new folder."
+        )
+
+
+@contextmanager
+def claiming():
+    """Within this block (LLaMA-Factory's training function), a run that passes its checks holds its `output_dir`.
+
+    Parsing arguments elsewhere (the web UI, recipe checks) takes no lock and creates nothing.
+    """
+    _claiming.append(True)
+    try:
+        yield
+    finally:
+        _claiming.pop()
+        if not _claiming:
+            for fd in _held.values():
+                os.close(fd)  # also closes the lock
+            _held.clear()
+
+
+def _claim(output_dir: str) -> None:
+    folder = os.path.realpath(output_dir)
+    if folder in _held:
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(os.path.join(folder, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise PrefixMemoryError(
+            f"`output_dir` {output_dir} cannot be written ({error.strerror}); choose a folder you can write."
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise PrefixMemoryError(
+            f"`output_dir` {output_dir} is in use by another training run (pid {pid}); wait for it to end or "
+            "choose another folder."
+        ) from None
+    except OSError as error:  # a filesystem without locks: train unguarded rather than not at all
+        os.close(fd)
+        logging.getLogger("llamafactory.prefixmemory").warning(f"`output_dir` {output_dir} cannot be locked: {error}")
+        return
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[folder] = fd
 
 
 @contextmanager
