@@ -22,6 +22,7 @@ PATCHES = {
     "llamafactory.model.adapter": ("llamafactory.bends.model_adapter:patch_adapter",),
     "llamafactory.train.trainer_utils": ("llamafactory.bends.train_trainer_utils:patch_trainer_utils",),
     "llamafactory.train.tuner": ("llamafactory.bends.train_tuner:patch_tuner",),
+    "llamafactory.api.chat": ("llamafactory.bends.api_chat:patch_api_chat",),
     "llamafactory.webui.common": ("llamafactory.bends.webui:patch_common",),
     "llamafactory.webui.locales": ("llamafactory.bends.webui:patch_locales",),
     "llamafactory.webui.control": ("llamafactory.bends.webui:patch_control",),

@@ -18,8 +18,9 @@ from .errors import PrefixMemoryError
 TESTED_VERSION = "0.9.5"
 # Imported by require(), so that their seams are checked before a run starts (on the CLI they already are).
 RUN_CRITICAL = ("llamafactory.hparams.parser", "llamafactory.model.adapter", "llamafactory.train.trainer_utils")
-# Their seams concern only themselves: without them the web UI lacks our methods, v1 does not know them.
-OTHER_ENTRY_POINTS = ("llamafactory.webui", "llamafactory.v1")
+# Their seams concern only themselves: without them the web UI lacks our methods, v1 does not know them, the API
+# server passes requests unchecked.
+OTHER_ENTRY_POINTS = ("llamafactory.webui", "llamafactory.v1", "llamafactory.api")
 _MISSING = object()
 _problems: dict[str, str] = {}  # module name -> the first problem found there
 _version_noted = []

@@ -1,4 +1,4 @@
-"""What a run writes, checked before any weight loads.
+"""What a run writes and what a server generates, checked before any weight loads or any token is generated.
 
 - ``output_dir`` / ``export_dir`` spelled with ``~`` or ``$VAR``: expanded in the arguments themselves (upstream used
   the text as a relative path: a literal ``./~`` folder); an unset variable is refused.
@@ -8,6 +8,7 @@
 - ``export_dir``: written whole into a hidden sibling and moved into place last, so a failure (a full disk) leaves
   no half folder and no old export touched; an existing folder is replaced only when it is an earlier export of
   ours (its marker lists every file) and ``PREFIXMEMORY_OVERWRITE_EXPORT=1`` asks for it.
+- ``llamafactory-cli api`` requests: sampling fields in range, ``max_tokens`` within the model's context.
 """
 
 from __future__ import annotations
@@ -239,3 +240,25 @@ def _move_into_place(staging: str, target: str, replacing: bool) -> None:
         os.rename(old, target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+# field: (allowed, what is allowed); a value outside made generate() raise (HTTP 500) or hang the server.
+REQUEST_LIMITS = {
+    "max_tokens": (lambda value: value >= 1, "1 or more"),
+    "temperature": (lambda value: value >= 0, "0 (greedy) or more"),
+    "top_p": (lambda value: 0 <= value <= 1, "from 0 to 1"),
+    "presence_penalty": (lambda value: value > 0, "above 0 (LLaMA-Factory uses it as the repetition penalty)"),
+}
+
+
+def check_generation_request(request, context: int | None) -> None:
+    """Sampling fields in range and `max_tokens` within ``context`` (the model's positions), as one line."""
+    for field, (allowed, what) in REQUEST_LIMITS.items():
+        value = getattr(request, field, None)
+        if value is not None and not allowed(value):
+            raise PrefixMemoryError(f"`{field}` {value} is out of range: it must be {what}.")
+    if context and request.max_tokens and request.max_tokens > context:
+        raise PrefixMemoryError(
+            f"`max_tokens` {request.max_tokens} exceeds the model's context of {context} tokens "
+            f"(max_position_embeddings); ask for at most {context}."
+        )
