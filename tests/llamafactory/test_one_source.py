@@ -5,7 +5,6 @@ from dataclasses import fields
 from pathlib import Path
 
 from prefixmemory.config import options
-
 from prefixmemory_patches.llamafactory.bends.webui import PMT_INPUTS, PMT_LOCALES
 from prefixmemory_patches.llamafactory.options import PMT_KEYS, PrefixMemoryArguments, keys_table
 

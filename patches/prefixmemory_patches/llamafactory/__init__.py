@@ -11,6 +11,8 @@ from contextlib import contextmanager
 
 PMT = "prefixmemory"
 OUR_TYPES = (PMT, "prefix")  # classic prefix-tuning rides on the same machinery
+# where an export folder keeps its adapter, per method (written by bends/train_tuner.py, found by checks/)
+ADAPTER_SUBFOLDERS = {"prefixmemory": "prefixmemory_adapter", "prefix": "prefix_adapter"}
 
 
 def mark_patched(module, name: str) -> bool:

@@ -23,11 +23,9 @@ from pathlib import Path
 
 from ...errors import PrefixMemoryError
 from ...seams import Seam, bends
-from .. import OUR_TYPES, wraps_original
+from .. import ADAPTER_SUBFOLDERS, OUR_TYPES, wraps_original
 from ..checks.folders import check_writes_apart
 from ..checks.outputs import claiming, staged_export
-
-ADAPTER_SUBFOLDERS = {"prefixmemory": "prefixmemory_adapter", "prefix": "prefix_adapter"}
 
 WHY_NOT_MERGED = {
     "prefixmemory": "PrefixMemory-Tuning adds phi(q) @ M to every adapted attention head. phi is non-linear, so "

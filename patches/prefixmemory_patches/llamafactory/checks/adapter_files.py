@@ -14,7 +14,7 @@ import struct
 from typing import NamedTuple
 
 from ...errors import PrefixMemoryError
-from ..bends.train_tuner import ADAPTER_SUBFOLDERS
+from .. import ADAPTER_SUBFOLDERS
 from ..options import PMT_KEYS
 
 CONFIG_NAME, WEIGHTS_NAMES = "adapter_config.json", ("adapter_model.safetensors", "adapter_model.bin")
