@@ -20,8 +20,9 @@ _WRAPPERS = re.compile(r"(?:_fsdp_wrapped_module|_checkpoint_wrapped_module|_ori
 class AdapterWeights(nn.Module):
     """Base of the modules holding one adapter's weights in one layer (M and its bias, the mlp kernel).
 
-    Loaders that set new parameters instead of copying into these (transformers' load_adapter) are checked for
-    NaN and inf here; ``load_state_dict`` is checked by the tuner, before anything is copied (check_state_dict).
+    Every loader is checked for NaN and inf here, before a value lands: those that set new parameters
+    (transformers 5's load_adapter) and those that copy through ``load_state_dict`` without the tuner around the
+    model (transformers 4's load_adapter); the tuner also checks the fit first (check_state_dict).
     """
 
     key = ""  # the module's name in the model, for messages; set by the layer that owns it
@@ -30,6 +31,12 @@ class AdapterWeights(nn.Module):
         if param is not None and name in self._parameters:  # a loader replacing a weight
             check_finite(param, f"{self.key}.{name}")
         super().register_parameter(name, param)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in self._parameters:
+            if (tensor := state_dict.get(prefix + name)) is not None:
+                check_finite(tensor, prefix + name)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def check_finite(tensor: torch.Tensor, key: str) -> None:

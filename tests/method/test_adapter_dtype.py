@@ -13,7 +13,15 @@ from transformers import AutoModelForCausalLM
 
 import prefixmemory
 
-from .testing_common import adapter_params, build_adapted, eq7_logits, layer_tensors, load_adapter_values, logits
+from .testing_common import (
+    adapter_params,
+    build_adapted,
+    eq7_logits,
+    layer_tensors,
+    load_adapter_values,
+    logits,
+    transformers_load_adapter,
+)
 
 CASES = {"qwen2-mlp": ("qwen2", dict(feature_map="mlp")), "qwen3-elu": ("qwen3", dict(feature_map="elu"))}
 
@@ -57,11 +65,6 @@ def _peft_load_adapter(base, adapter, low_cpu_mem_usage):
     return model
 
 
-def _transformers_load_adapter(base, adapter):
-    base.load_adapter(str(adapter))  # transformers' PEFT integration (PreTrainedModel.load_adapter)
-    return base
-
-
 LOADERS = {
     "get_peft_model": _get_peft_model,
     "get_peft_model-default-dtype": _get_peft_model_default_dtype,
@@ -71,7 +74,7 @@ LOADERS = {
     ),
     "load_adapter": lambda base, adapter, *_: _peft_load_adapter(base, adapter, low_cpu_mem_usage=False),
     "load_adapter-low-cpu": lambda base, adapter, *_: _peft_load_adapter(base, adapter, low_cpu_mem_usage=True),
-    "transformers-load_adapter": lambda base, adapter, *_: _transformers_load_adapter(base, adapter),
+    "transformers-load_adapter": lambda base, adapter, *_: transformers_load_adapter(base, adapter),
 }
 
 

@@ -15,7 +15,7 @@ from peft import PeftModel, get_peft_model
 
 from prefixmemory import PrefixMemoryConfig, PrefixMemoryLayer
 
-from .testing_common import build_adapted, eq7_logits, logits
+from .testing_common import build_adapted, eq7_logits, logits, transformers_load_adapter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "legacy_adapters"
 GEOMETRY_KEYS = ("base_model_type", "base_num_layers", "base_num_heads", "base_head_dim")
@@ -68,17 +68,12 @@ def _peft_load_adapter(base, folder, low_cpu_mem_usage=False):
     return model
 
 
-def _transformers_load_adapter(base, folder):
-    base.load_adapter(str(folder))  # transformers' PEFT integration (PreTrainedModel.load_adapter)
-    return base
-
-
 LOADERS = {
     "from_pretrained": lambda base, folder: PeftModel.from_pretrained(base, folder),
     "from_pretrained-low-cpu": lambda base, folder: PeftModel.from_pretrained(base, folder, low_cpu_mem_usage=True),
     "load_adapter": _peft_load_adapter,
     "load_adapter-low-cpu": lambda base, folder: _peft_load_adapter(base, folder, low_cpu_mem_usage=True),
-    "transformers-load_adapter": _transformers_load_adapter,
+    "transformers-load_adapter": transformers_load_adapter,
 }
 # transformers' loader bypasses load_state_dict: an adapter without the record is checked by PEFT's loaders only.
 PEFT_LOADERS = [name for name in LOADERS if not name.startswith("transformers")]

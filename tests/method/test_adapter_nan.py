@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from prefixmemory import PrefixMemoryConfig
 
-from .testing_common import build_adapted
+from .testing_common import build_adapted, transformers_load_adapter
 
 # (saved key's tail, value written into one of its elements)
 POISONS = {
@@ -45,7 +45,7 @@ LOADERS = {
     ),
     "load_adapter": (_peft_load_adapter, "other", "base_model.model."),
     "load_adapter-low-cpu": (lambda folder: _peft_load_adapter(folder, True), "other", "base_model.model."),
-    "transformers-load_adapter": (lambda folder: _model().load_adapter(str(folder)), "default", ""),
+    "transformers-load_adapter": (lambda folder: transformers_load_adapter(_model(), folder), "default", ""),
 }
 
 

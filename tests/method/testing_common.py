@@ -230,3 +230,15 @@ def logits(model, input_ids, **kwargs) -> torch.Tensor:
 
 def adapter_param_names(model) -> list[str]:
     return [name for name, _ in model.named_parameters() if _ADAPTER_PARAM.search(name)]
+
+
+def transformers_load_adapter(base, folder):
+    """transformers' PEFT integration (PreTrainedModel.load_adapter); skipped where that transformers cannot run it
+    with the installed PEFT (transformers 5.8 imports a PEFT helper that 0.18 lacks)."""
+    try:
+        base.load_adapter(str(folder))
+    except ImportError as err:
+        import transformers
+
+        pytest.skip(f"transformers {transformers.__version__}'s load_adapter needs a newer PEFT ({err})")
+    return base
