@@ -78,25 +78,32 @@ def choose_checkpoint(training_args, finetuning_args, logger) -> None:
         if str(value).lower() == "false":
             training_args.resume_from_checkpoint = None
             return
-        chosen = last_complete_checkpoint(output_dir, required)
-        if chosen is None:
-            raise PrefixMemoryError(
-                f"`resume_from_checkpoint` {value}: `output_dir` {output_dir} holds no complete checkpoint "
-                f"(one with {', '.join(required)}); give a checkpoint folder, or drop the key to start anew."
-            )
+        chosen = _last_complete_or_refuse(
+            output_dir,
+            required,
+            f"`resume_from_checkpoint` {value}: `output_dir` {output_dir} holds no complete checkpoint "
+            f"(one with {', '.join(required)}); give a checkpoint folder, or drop the key to start anew.",
+        )
         logger.info_rank0(f"`resume_from_checkpoint: {value}`: the last complete checkpoint is {chosen}.")
         training_args.resume_from_checkpoint = chosen
     elif ours and value is not None and "resume_from_checkpoint" not in getattr(finetuning_args, "given_keys", ()):
         missing = missing_files(value)
         if missing:
-            chosen = last_complete_checkpoint(output_dir)
-            if chosen is None:
-                raise PrefixMemoryError(
-                    f"`output_dir` {output_dir} holds no complete checkpoint to resume from ({value} lacks "
-                    f"{', '.join(missing)}); set `overwrite_output_dir: true` or a new `output_dir`."
-                )
+            chosen = _last_complete_or_refuse(
+                output_dir,
+                ADAPTER_CHECKPOINT_FILES,
+                f"`output_dir` {output_dir} holds no complete checkpoint to resume from ({value} lacks "
+                f"{', '.join(missing)}); set `overwrite_output_dir: true` or a new `output_dir`.",
+            )
             logger.info_rank0(f"{value} lacks {', '.join(missing)}: resuming from {chosen} instead.")
             training_args.resume_from_checkpoint = chosen
+
+
+def _last_complete_or_refuse(output_dir: str, required, refusal: str) -> str:
+    chosen = last_complete_checkpoint(output_dir, required)
+    if chosen is None:
+        raise PrefixMemoryError(refusal)
+    return chosen
 
 
 def check_state_files(checkpoint: str, key: str) -> None:
