@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from prefixmemory_study.bench import cli, presets, runner
-from prefixmemory_study.bench.report import TARGETS
+from prefixmemory_study.bench.report import TARGETS, TARGETS_HEADER
 
 ARGS = ["--preset", "tiny", "--device", "cpu", "--threads", "1", "--warmup", "0", "--repeats", "2"]
 TIMED = ("train_step_s", "train_tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s", *presets.LATENCY_FIGURES)
@@ -108,7 +108,7 @@ def test_markdown_table_printed(run):
     assert "| method | train step (s) |" in printed
     for method in presets.METHODS:
         assert f"| {method} |" in printed
-    assert "train_step / lora-r32" in printed and "train_step / lora-qv-r32" in printed and "targets:" in printed
+    assert "train_step / lora-r32" in printed and "train_step / lora-qv-r32" in printed and TARGETS_HEADER in printed
     assert "| method | TTFT b1 (ms) | TBT b1 (ms) | TPS b1 | TTFT b2 (ms) | TBT b2 (ms) | TPS b2 |" in printed
     assert "| method | ttft_b1 / base | tbt_b1 / base | tps_b1 / base |" in printed
 
@@ -183,6 +183,22 @@ def test_unknown_method_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         cli.parse_args(["--methods", "pmt-elu,lora-r8"])
     assert "lora-r8" in capsys.readouterr().err
+
+
+def test_a_missed_target_reads_as_a_measurement(run):
+    """A target below its bound is "not met" under a header that says the run itself succeeded."""
+    _, printed, _ = run
+    lines = printed.splitlines()
+    targets = lines[lines.index(TARGETS_HEADER) + 1 :][: len(TARGETS)]
+    assert all(line.rstrip().endswith((": met", ": not met")) or "; paired" in line for line in targets), targets
+    assert "MISSED" not in printed and "not an error" in TARGETS_HEADER
+
+
+def test_cpu_clock_on_a_gpu_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--device", "cuda", "--clock", "cpu"])
+    assert "--clock cpu" in capsys.readouterr().err
+    assert cli.parse_args(["--device", "cpu", "--clock", "cpu"]).clock == "cpu"
 
 
 @pytest.mark.parametrize("flag", ["--json", "--plot", "--profile"])

@@ -71,6 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--methods: unknown {unknown or 'empty list'}; known: {', '.join(METHODS)}")
     if args.mixed_adapters:
         mixed.check_arguments(parser, args)
+    if args.clock == "cpu" and not args.device.startswith("cpu"):
+        parser.error(
+            f"--clock cpu: this process's CPU time misses the work {args.device} does while the CPU waits; "
+            "on a GPU use --clock wall"
+        )
     for flag in ("json", "plot", "profile"):  # checked now, not after minutes of measuring
         path = getattr(args, flag)
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
