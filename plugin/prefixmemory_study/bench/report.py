@@ -29,7 +29,7 @@ LATENCY_RATIOS = tuple((figure, "base") for figure in LATENCY_FIGURES)
 # The speed and memory targets of PrefixMemory: (method, figure, reference, comparison, bound).
 TARGETS_HEADER = (
     "design targets (the project's goals for PrefixMemory's overhead; the benchmark ran either way, and a target "
-    "\"not met\" is a measurement, not an error):"
+    '"not met" is a measurement, not an error):'
 )
 TARGETS = (
     ("pmt-elu", "train_step_s", "lora-r32", "<=", 0.80),
