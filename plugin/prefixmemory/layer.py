@@ -3,12 +3,12 @@
 For query head h at token i (eq. 7):  ``o_i[h] = softmax_attention(q_i[h], K[h], V[h]) + phi(q_i[h]) @ M[h]``,
 plus a per-head bias b[h] when ``memory_bias`` is on (the parameter count of the paper's Table 8).
 
-q is read where the model already computes it (q_proj, or Qwen3's q_norm), before rotary embedding, and is
-never recomputed. The q-side layer owns M and computes the memory term in its own forward, so DeepSpeed ZeRO-3
-gathers M there; it hands the term through a slot to the wrapper around o_proj, which adds it to the
-per-head attention output (the o_proj input). Both wrappers are permanent: no hooks are registered per call,
-except for a mixed-adapter call (``adapter_names``), whose names reach the q-side layer through a pre-hook that
-lives for that call, as in PEFT's LoRA.
+q is read where the model already computes it (the module the architecture table names: q_proj, a q norm, or
+a fused qkv projection), before rotary embedding, and is never recomputed. The q-side layer owns M and computes
+the memory term in its own forward, so DeepSpeed ZeRO-3 gathers M there; it hands the term through a slot to the
+wrapper around o_proj, which adds it to the per-head attention output (the o_proj input). Both wrappers are
+permanent: no hooks are registered per call, except for a mixed-adapter call (``adapter_names``), whose names
+reach the q-side layer through a pre-hook that lives for that call, as in PEFT's LoRA.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
+from .architectures import FUSED_QKV, HEADS, TOKENS
 from .feature_maps import build_feature_map
 from .loading import AdapterWeights
 
@@ -50,41 +51,58 @@ class MemorySlot(threading.local):
 
 
 class Memory(AdapterWeights):
-    """M of one adapter, shape (heads, feature_dim, head_dim), and its optional bias (heads, 1, head_dim).
+    """M of one adapter, shape (heads, feature_dim, value_dim), and its optional bias (heads, 1, value_dim).
+
+    value_dim is the per-head size of the attention output, head_dim except in multi-head latent attention.
 
     Both are zero at init, so the base model is unchanged. A leaf module whose own forward reads ``weight``:
     ZeRO-3 gathers parameters only inside their owner's forward, and PEFT's FSDP auto-wrap policy isolates leaf
     modules with a trainable ``weight``.
     """
 
-    def __init__(self, num_heads: int, feature_dim: int, head_dim: int, bias: bool, device=None):
+    def __init__(self, num_heads: int, feature_dim: int, value_dim: int, bias: bool, device=None):
         super().__init__()
         # fp32 whatever torch's default dtype: a bf16 M rounds the term (see _move_adapter_to_device_of_base_layer).
-        self.weight = nn.Parameter(torch.zeros(num_heads, feature_dim, head_dim, device=device, dtype=torch.float32))
+        self.weight = nn.Parameter(torch.zeros(num_heads, feature_dim, value_dim, device=device, dtype=torch.float32))
         if bias:
-            self.bias = nn.Parameter(torch.zeros(num_heads, 1, head_dim, device=device, dtype=torch.float32))
+            self.bias = nn.Parameter(torch.zeros(num_heads, 1, value_dim, device=device, dtype=torch.float32))
         else:
             self.register_parameter("bias", None)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if self.bias is None:
-            return torch.bmm(features, self.weight)  # (H,N,F) @ (H,F,D) -> (H,N,D)
-        return torch.baddbmm(self.bias, features, self.weight)  # (H,1,D) + (H,N,F) @ (H,F,D) -> (H,N,D)
+            return torch.bmm(features, self.weight)  # (H,N,F) @ (H,F,Dv) -> (H,N,Dv)
+        return torch.baddbmm(self.bias, features, self.weight)  # (H,1,Dv) + (H,N,F) @ (H,F,Dv) -> (H,N,Dv)
 
 
 class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
-    """Wraps the module that produces q; computes ``sum over active adapters of phi(q) @ M`` per head."""
+    """Wraps the module that produces q; computes ``sum over active adapters of phi(q) @ M`` per head.
+
+    ``query_layout`` (see architectures.py) says how the wrapped module's output holds q; ``value_dim`` is the
+    per-head size of the attention output the term is added to.
+    """
 
     # prefixmemory_kernel holds every adapter's phi: the mlp kernel's weights are saved, element-wise maps have none.
     adapter_layer_names = ("prefixmemory_memory", "prefixmemory_kernel")
 
-    def __init__(self, base_layer: nn.Module, slot: MemorySlot, num_heads: int, head_dim: int, key: str):
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        slot: MemorySlot,
+        num_heads: int,
+        head_dim: int,
+        key: str,
+        value_dim: int | None = None,
+        query_layout: str = TOKENS,
+    ):
         super().__init__()
         self.base_layer = base_layer
         self.key = key  # the layer's name in the model, for messages
         self.slot = slot
         self.num_heads = num_heads
         self.head_dim = head_dim
+        self.value_dim = value_dim or head_dim
+        self.query_layout = query_layout
         self.prefixmemory_memory = nn.ModuleDict()
         self.prefixmemory_kernel = nn.ModuleDict()
         # Frozen copies of the adapters a preference-optimisation run starts from (see reference.py). Their names
@@ -97,7 +115,7 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
         device = next(self.base_layer.parameters()).device
         phi = build_feature_map(feature_map, self.num_heads, self.head_dim, feature_dim, device)
         self.prefixmemory_kernel[adapter_name] = phi
-        memory = Memory(self.num_heads, phi.feature_dim, self.head_dim, memory_bias, device)
+        memory = Memory(self.num_heads, phi.feature_dim, self.value_dim, memory_bias, device)
         self.prefixmemory_memory[adapter_name] = memory
         memory.key = f"{self.key}.prefixmemory_memory.{adapter_name}"
         phi.key = f"{self.key}.prefixmemory_kernel.{adapter_name}"
@@ -120,17 +138,25 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
         warnings.warn("Already unmerged. Nothing to do.", stacklevel=2)  # nothing is ever merged
 
     def forward(self, x: torch.Tensor, *args, adapter_names: list[str] | None = None, **kwargs) -> torch.Tensor:
-        q = self.base_layer(x, *args, **kwargs)
+        output = self.base_layer(x, *args, **kwargs)
         if self.disable_adapters:
             self.slot.term = None
         elif adapter_names is None:
-            self.slot.term = self.memory_term(q)
+            self.slot.term = self.memory_term(self._query(output))
         else:
-            self.slot.term = self.mixed_batch_term(q, adapter_names)
-        return q
+            self.slot.term = self.mixed_batch_term(self._query(output), adapter_names)
+        return output
+
+    def _query(self, output: torch.Tensor) -> torch.Tensor:
+        """q from the wrapped module's output, tokens before heads: (B,T,H*D) or (B,T,H,D), a view."""
+        if self.query_layout == HEADS:
+            return output.transpose(-3, -2)  # (B,H,T,D) -> (B,T,H,D)
+        if self.query_layout == FUSED_QKV:
+            return output[..., : self.num_heads * self.head_dim]  # (B,T,(H+2K)*D) -> (B,T,H*D)
+        return output
 
     def memory_term(self, q: torch.Tensor, adapters: tuple[str, ...] | None = None) -> torch.Tensor | None:
-        """phi(q) @ M (+ bias) summed over ``adapters`` (default: the active ones), per token and head: (N, H, D).
+        """phi(q) @ M (+ bias) summed over ``adapters`` (default: the active ones), per token and head: (N, H, Dv).
 
         Computed heads first, one batched matmul per adapter, and returned as a transposed view of that result:
         the o_proj wrapper adds it to its input in one strided add, with no transpose copy forward or backward.
@@ -145,19 +171,19 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
             memory = memories[name]
             phi = kernels[name]
             features = phi(self._phi_input(heads_first, memory.weight, phi))  # phi: (H,N,D) -> (H,N,F)
-            adapter_term = memory(features)  # (H,N,F) @ (H,F,D) (+ (H,1,D)) -> (H,N,D)
+            adapter_term = memory(features)  # (H,N,F) @ (H,F,Dv) (+ (H,1,Dv)) -> (H,N,Dv)
             term = adapter_term if term is None else term + adapter_term
         if term is None:
             return None
         if term.dtype != q.dtype:
             term = term.to(q.dtype)
-        return term.transpose(0, 1)  # (H,N,D) -> (N,H,D), a view
+        return term.transpose(0, 1)  # (H,N,Dv) -> (N,H,Dv), a view
 
     def mixed_batch_term(self, q: torch.Tensor, adapter_names: list[str]) -> torch.Tensor | None:
         """The memory term of a batch whose row b uses adapter ``adapter_names[b]`` ("__base__": none).
 
         q keeps its batch dimension here, (B, T, H*D) or (B, T, H, D), so rows are grouped by adapter and each
-        group gets one batched matmul per layer; the result is (B*T, H, D) like ``memory_term``'s.
+        group gets one batched matmul per layer; the result is (B*T, H, Dv) like ``memory_term``'s.
         """
         if len(adapter_names) != q.shape[0]:
             raise ValueError(
@@ -172,9 +198,9 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
             if group_term is None:  # "__base__", or an adapter without a memory in this layer
                 continue
             if term is None:
-                term = q.new_zeros(by_row.shape)
-            term[rows] = group_term.reshape(len(rows), *by_row.shape[1:])
-        return None if term is None else term.reshape(-1, self.num_heads, self.head_dim)
+                term = q.new_zeros(*by_row.shape[:3], self.value_dim)
+            term[rows] = group_term.reshape(len(rows), *term.shape[1:])
+        return None if term is None else term.reshape(-1, self.num_heads, self.value_dim)
 
     def _memory_source(self) -> tuple[nn.ModuleDict, nn.ModuleDict]:
         if self.use_reference:
@@ -219,7 +245,7 @@ class MemoryInjector(nn.Module):
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         term = self.slot.take()
         if term is not None:
-            # Per-head attention output + phi(q) @ M, (N,H,D) + (N,H,D): the term's strides are heads first, the
+            # Per-head attention output + phi(q) @ M, (N,H,Dv) + (N,H,Dv): the term's strides are heads first, the
             # add reads it as it lies and writes x's layout, so o_proj still gets a contiguous (..., H*D) input.
             x = (x.reshape(term.shape) + term).reshape(x.shape)
         return self.base_layer(x, *args, **kwargs)

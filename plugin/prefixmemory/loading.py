@@ -12,6 +12,8 @@ import re
 import torch
 from torch import nn
 
+from .architectures import text_config
+
 # ``...layers.{i}.self_attn.{q_proj|q_norm}.prefixmemory_{memory|kernel}.{adapter}.{weight|bias}``
 _ADAPTER_KEY = re.compile(r"(?:^|\.)prefixmemory_(?:memory|kernel)\.([^.]+)\.[^.]+$")
 _WRAPPERS = re.compile(r"(?:_fsdp_wrapped_module|_checkpoint_wrapped_module|_orig_mod)\.")
@@ -94,17 +96,22 @@ def _check_fit(adapter: str, given: dict[str, torch.Tensor], expected: dict[str,
             )
 
 
-def model_geometry(model: nn.Module, model_config: dict, attention_module: str) -> dict:
+def attention_blocks(model: nn.Module, layout) -> dict[int, nn.Module]:
+    """The attention block of each decoder layer that has one, by layer index (``layout``: an AttentionLayout)."""
+    key = layout.attention_key()
+    return {int(match.group(1)): module for name, module in model.named_modules() if (match := key.search(name))}
+
+
+def model_geometry(model_config: dict, attentions: dict[int, nn.Module], layout) -> dict:
     """The base model facts an adapter's shapes depend on, under PrefixMemoryConfig's field names.
 
-    Heads and head_dim are read from an attention module, as the layers are built, never from hidden_size / heads.
+    Heads and head_dim are read from the first attention block, as the layers are built, never from
+    hidden_size / heads.
     """
-    attention = next(
-        (module for name, module in model.named_modules() if name.endswith(f"layers.0.{attention_module}")), None
-    )
+    attention = attentions[min(attentions)] if attentions else None
     return {
         "base_model_type": model_config.get("model_type"),
-        "base_num_layers": model_config.get("num_hidden_layers"),
+        "base_num_layers": text_config(model_config).get("num_hidden_layers"),
         "base_num_heads": None if attention is None else attention.config.num_attention_heads,
-        "base_head_dim": None if attention is None else attention.head_dim,
+        "base_head_dim": None if attention is None else getattr(attention, layout.query_head_dim),
     }

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import inspect
-import re
 from contextlib import contextmanager
 from functools import partial
 
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
-from .architectures import AttentionLayout, attention_layout
+from .architectures import AttentionLayout, attention_layout, text_config
 from .config import PrefixMemoryConfig
 from .layer import NO_MERGE_MESSAGE, MemoryInjector, MemorySlot, PrefixMemoryLayer
-from .loading import check_state_dict, model_geometry
-
-_LAYER_INDEX = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+from .loading import attention_blocks, check_state_dict, model_geometry
 
 
 class PrefixMemoryModel(BaseTuner):
@@ -38,17 +35,25 @@ class PrefixMemoryModel(BaseTuner):
 
     def _prepare_adapter_config(self, peft_config: PrefixMemoryConfig, model_config: dict) -> PrefixMemoryConfig:
         attention_layout(model_config.get("model_type"))  # unsupported architecture: ValueError, before any change
-        num_layers = model_config.get("num_hidden_layers")
+        num_layers = text_config(model_config).get("num_hidden_layers")
         out_of_range = [i for i in peft_config.layers or () if num_layers is not None and i >= num_layers]
         if out_of_range:
             raise ValueError(f"`layers` {out_of_range} out of range: the model has {num_layers} decoder layers.")
         return peft_config
 
     def _prepare_model(self, peft_config: PrefixMemoryConfig, model: nn.Module) -> None:
-        """Before any layer is wrapped: the layout, and the adapter's recorded base model checked (or recorded)."""
+        """Before any layer is wrapped: the layout, the layers checked, the adapter's recorded base model checked (or
+        recorded)."""
         model_config = self.get_model_config(model)
         self._layout: AttentionLayout = attention_layout(model_config.get("model_type"))
-        peft_config.fit_base_model(**model_geometry(model, model_config, self._layout.attention_module))
+        attentions = attention_blocks(model, self._layout)
+        without = sorted(set(peft_config.layers or ()) - set(attentions))
+        if without:
+            raise ValueError(
+                f"`layers` {without}: those decoder layers of this {self._layout.family} model have no softmax "
+                f"attention to add a memory to; its attention layers are {sorted(attentions)}."
+            )
+        peft_config.fit_base_model(**model_geometry(model_config, attentions, self._layout))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Every load_state_dict of the model (PEFT's loaders too) passes here first: refuse weights that don't fit."""
@@ -56,9 +61,7 @@ class PrefixMemoryModel(BaseTuner):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _check_target_module_exists(self, peft_config: PrefixMemoryConfig, key: str) -> bool:
-        if not key.endswith("." + self._layout.attention_module):
-            return False
-        match = _LAYER_INDEX.search(key)
+        match = self._layout.attention_key().search(key)
         return match is not None and (peft_config.layers is None or int(match.group(1)) in peft_config.layers)
 
     def _create_and_replace(self, peft_config, adapter_name, target, target_name, parent, current_key, **kwargs):
@@ -70,8 +73,10 @@ class PrefixMemoryModel(BaseTuner):
                 query_layer,
                 slot,
                 num_heads=target.config.num_attention_heads,
-                head_dim=target.head_dim,
+                head_dim=getattr(target, layout.query_head_dim),
                 key=f"{current_key}.{layout.query_module}",
+                value_dim=getattr(target, layout.value_head_dim),
+                query_layout=layout.query_layout,
             )
             setattr(target, layout.query_module, query_layer)
             setattr(target, layout.output_module, MemoryInjector(getattr(target, layout.output_module), slot))
