@@ -2,9 +2,11 @@
 
 | LLaMA-Factory function | change | why |
 | --- | --- | --- |
-| model.adapter.init_adapter | builds or loads the prefixmemory / prefix model | upstream: full/freeze/lora/oft only |
+| model.adapter.init_adapter | builds or loads our models; prefixmemory on a 4/8-bit base too | upstream: LoRA only |
 
-Patched in model/adapter.py itself, before model/loader.py binds ``init_adapter`` by name.
+Patched in model/adapter.py itself, before model/loader.py binds ``init_adapter`` by name. On a quantized base
+LLaMA-Factory's kbit preparation (gradient checkpointing, `upcast_layernorm`) has run in ``patch_model`` already; the
+memories are created in fp32 whatever the base's dtype, which is what upstream's fp32 upcast does for LoRA.
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ def serve_export(args, logger):
 
 
 def check_serving(model_args, method: str) -> None:
-    """What cannot load our adapters: vLLM / SGLang, and a quantized base. vLLM serves a PrefixMemory export."""
+    """What cannot load our adapters: vLLM / SGLang. vLLM serves a PrefixMemory export."""
     backend = str(getattr(model_args.infer_backend, "value", model_args.infer_backend))
     if backend == "vllm" and method == "prefixmemory":
         if model_args.adapter_name_or_path is not None:
@@ -164,11 +164,6 @@ def check_serving(model_args, method: str) -> None:
         raise PrefixMemoryError(
             f"`infer_backend: {backend}` cannot serve finetuning_type: {method} (vLLM and SGLang serve LoRA "
             "adapters only); use infer_backend: huggingface."
-        )
-    if model_args.quantization_bit is not None:
-        raise PrefixMemoryError(
-            f"`quantization_bit: {model_args.quantization_bit}` is not supported with finetuning_type: "
-            f"{method}; train on a bf16/fp16 base."
         )
 
 
