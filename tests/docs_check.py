@@ -27,19 +27,33 @@ DOCS = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md"), REPO / "recipe
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
 LF_COMMANDS = ("api", "chat", "eval", "export", "train", "webchat", "webui", "env", "version", "help")
 PLACEHOLDER = "PLACEHOLDER_"
+GRAD_ACCUMULATION = "gradient_accumulation_steps"
+PLANNED_GPUS = re.compile(r"^# Hardware: (\d+) GPUs?\b", re.M)  # a recipe's header
+UNPUBLISHED = re.compile(r"llamafactory[-_]prefixmemory(\[[^\]]*\])?([<>=!~].*)?", re.I)
 
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
 INLINE = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+# The variables that decide how many processes a launch starts (LLaMA-Factory's launcher reads them).
+LAUNCH_ENV = ("FORCE_TORCHRUN", "NNODES", "NPROC_PER_NODE", "CUDA_VISIBLE_DEVICES")
 # One write per call: the commands of a pipeline run at once, and two writes each could interleave.
 RECORDER = """command_not_found_handle() {
-    local call; call=$(printf '%s\\037' "$@"); printf '%s\\036' "$call" >> "$DOCS_RECORD"; return 0
+    local call env; call=$(printf '%s\\037' "$@"); env=$(printf '%s\\037' ENV_PAIRS)
+    printf '%s\\035%s\\036' "$call" "$env" >> "$DOCS_RECORD"; return 0
 }
-"""
+""".replace("ENV_PAIRS", " ".join(f'"{name}=${{{name}-}}"' for name in LAUNCH_ENV))
 
 
 class DocError(Exception):
     """A command or link of the docs that does not match the code."""
+
+
+class Call(list):
+    """One command's argv as bash expanded it; ``env``: the LAUNCH_ENV variables set for it (exported or prefixed)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None):
+        super().__init__(argv)
+        self.env = env or {}
 
 
 def fenced(text: str, languages=("bash", "sh", "shell")) -> list[str]:
@@ -68,13 +82,19 @@ def shell_calls(script: str) -> list[list[str]]:
             capture_output=True,
             timeout=60,
         )
-        calls = [call.split("\x1f")[:-1] for call in record.read_text().split("\x1e")[:-1]]
+        calls = [_recorded_call(entry) for entry in record.read_text().split("\x1e")[:-1]]
     nested = []  # `srun ... bash -c '...'` starts the command the docs mean
     for argv in calls:
         i = argv.index("bash") if "bash" in argv else -1
         if i >= 0 and argv[i + 1 : i + 2] == ["-c"] and len(argv) > i + 2:
             nested += shell_calls(argv[i + 2])
     return calls + nested
+
+
+def _recorded_call(entry: str) -> Call:
+    argv, env = entry.split("\x1d")
+    pairs = (pair.partition("=") for pair in env.split("\x1f")[:-1])
+    return Call(argv.split("\x1f")[:-1], {name: value for name, _, value in pairs if value})
 
 
 def exists(value: str) -> bool:
@@ -172,7 +192,49 @@ def check_lf_keys(command: str, config: dict) -> None:
         raise DocError(f"llamafactory-cli {command}: no DeepSpeed file {config['deepspeed']}")
 
 
-def check_llamafactory(args: list[str], strict: bool = True) -> None:
+def launched_processes(call: list[str]) -> int | None:
+    """The training processes a documented launch starts; None where the docs leave it to the machine."""
+    env = getattr(call, "env", {})
+    try:
+        if "NPROC_PER_NODE" in env:
+            per_node = int(env["NPROC_PER_NODE"])
+        elif "CUDA_VISIBLE_DEVICES" in env:
+            per_node = len(env["CUDA_VISIBLE_DEVICES"].split(","))
+        else:
+            return None
+        return per_node * int(env.get("NNODES", 1))
+    except ValueError:  # a placeholder such as <gpus>
+        return None
+
+
+def check_effective_batch(recipe: str, config: dict, processes: int | None) -> None:
+    """A launch on another number of GPUs than the recipe's keeps its effective batch (batch x accumulation x GPUs)."""
+    from omegaconf import OmegaConf
+
+    planned = PLANNED_GPUS.search((REPO / recipe).read_text())
+    if processes is None or planned is None:
+        return
+
+    def effective(values: dict, gpus: int) -> int:
+        return (
+            int(values.get("per_device_train_batch_size", 1))
+            * int(values.get("gradient_accumulation_steps", 1))
+            * gpus
+        )
+
+    gpus = int(planned.group(1))
+    want = effective(OmegaConf.to_container(OmegaConf.load(REPO / recipe)), gpus)
+    got = effective(config, processes)
+    if got != want:
+        per_step = int(config.get("per_device_train_batch_size", 1)) * processes
+        fix = f"gradient_accumulation_steps={want // per_step}" if want % per_step == 0 else "another batch size"
+        raise DocError(
+            f"{recipe} on {processes} processes has an effective batch of {got}; the recipe's is {want} "
+            f"(on {gpus} GPUs): add {fix}"
+        )
+
+
+def check_llamafactory(args: list[str], strict: bool = True, processes: int | None = None) -> None:
     from omegaconf import OmegaConf
 
     if not args or args[0] not in LF_COMMANDS:
@@ -187,7 +249,10 @@ def check_llamafactory(args: list[str], strict: bool = True) -> None:
         overrides = [arg for arg in rest[1:] if "=" in arg]
         if strict and len(overrides) < len(rest) - 1:
             raise DocError(f"llamafactory-cli {command}: after the YAML file only key=value: {rest[1:]}")
-        check_lf_keys(command, config | OmegaConf.to_container(OmegaConf.from_cli(overrides)))
+        config |= OmegaConf.to_container(OmegaConf.from_cli(overrides))
+        check_lf_keys(command, config)
+        if command == "train" and PLACEHOLDER not in rest[0]:
+            check_effective_batch(rest[0], config, processes)
     else:
         options = lf_parser(command)[0]._option_string_actions
         unknown = [arg for arg in rest if arg.startswith("--") and arg.split("=")[0] not in options]
@@ -205,7 +270,8 @@ def check_accelerate(args: list[str]) -> None:
     if parsed.config_file and not exists(parsed.config_file):
         raise DocError(f"accelerate launch: no config file {parsed.config_file}")
     if parsed.module and parsed.training_script == "llamafactory.launcher":
-        check_llamafactory(["train", *parsed.training_script_args])
+        processes = parsed.num_processes * (parsed.num_machines or 1) if parsed.num_processes else None
+        check_llamafactory(["train", *parsed.training_script_args], processes=processes)
 
 
 def check_python(args: list[str]) -> None:
@@ -222,6 +288,19 @@ def check_python(args: list[str]) -> None:
             module_main(module)(rest)
 
 
+def check_pip(args: list[str]) -> bool:
+    """Installs name what can be installed: this project only from its source tree, a wheel or a git URL."""
+    if args[:1] != ["install"]:
+        return False
+    for arg in args[1:]:
+        if UNPUBLISHED.fullmatch(arg.strip()):
+            raise DocError(
+                f"pip install {arg}: llamafactory-prefixmemory is not on the package index; install the source tree "
+                "(pip install .), a wheel built from it, or 'llamafactory-prefixmemory @ git+<url>'"
+            )
+    return True
+
+
 def check_call(argv: list[str], strict: bool = True) -> bool:
     """Check one command; False when it is not ours to check."""
     name, args = argv[0], argv[1:]
@@ -232,7 +311,9 @@ def check_call(argv: list[str], strict: bool = True) -> bool:
         else:
             check_script_flags(name, args)
     elif name == "llamafactory-cli":
-        check_llamafactory(args, strict)
+        check_llamafactory(args, strict, launched_processes(argv))
+    elif name == "pip" or (name in ("python", "python3") and args[:2] == ["-m", "pip"]):
+        return check_pip(args[2:] if name != "pip" else args)
     elif name == "accelerate" and strict:
         check_accelerate(args)
     elif name in ("python", "python3") and strict:

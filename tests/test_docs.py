@@ -38,6 +38,8 @@ def test_commands_are_found():
         ["llamafactory-cli", "serve", "recipes/demo_tiny_pmt.yaml"],
         ["accelerate", "launch", "--config_file", "recipes/accelerate/none.yaml", "-m", "llamafactory.launcher", "x"],
         ["python", "-m", "pytest", "tests/no_such_folder"],
+        ["pip", "install", "--no-deps", "llamafactory-prefixmemory"],  # not on the package index
+        ["pip", "install", "-c", "keep.txt", "llamafactory-prefixmemory[eval]>=0.1"],
     ],
 )
 def test_a_wrong_command_is_caught(argv):
@@ -45,11 +47,38 @@ def test_a_wrong_command_is_caught(argv):
         check_call(argv)
 
 
+@pytest.mark.parametrize(
+    "script",
+    [
+        "FORCE_TORCHRUN=1 NPROC_PER_NODE=4 llamafactory-cli train recipes/qwen2.5_dpo_pmt.yaml",  # 1 x 4 x 4 = 16
+        "FORCE_TORCHRUN=1 CUDA_VISIBLE_DEVICES=0,1,2,3 llamafactory-cli train recipes/qwen2.5_sft_pmt.yaml",
+        "export NNODES=2 NPROC_PER_NODE=8\nllamafactory-cli train recipes/qwen2.5_dpo_pmt.yaml",
+        "accelerate launch --num_processes 4 -m llamafactory.launcher recipes/qwen2.5_sft_pmt.yaml deepspeed=null",
+    ],
+)
+def test_a_launch_that_changes_the_effective_batch_is_caught(script):
+    (call,) = shell_calls(script)
+    with pytest.raises(DocError, match="effective batch"):
+        check_call(call)
+
+
+def test_a_launch_that_keeps_the_effective_batch_passes():
+    for script in (
+        "NPROC_PER_NODE=4 llamafactory-cli train recipes/qwen2.5_dpo_pmt.yaml gradient_accumulation_steps=8",
+        "FORCE_TORCHRUN=1 CUDA_VISIBLE_DEVICES=0,1 llamafactory-cli train recipes/qwen2.5_sft_pmt.yaml",
+        "NPROC_PER_NODE=<gpus> llamafactory-cli train recipes/qwen2.5_sft_pmt.yaml",  # left to the reader
+    ):
+        (call,) = shell_calls(script)
+        assert check_call(call)
+
+
 def test_right_commands_pass():
     for argv in (
         ["prefixmemory-bench", "--preset", "tiny"],
         ["llamafactory-cli", "train", "recipes/demo_tiny_pmt.yaml", "pmt_feature_map=gelu", "deepspeed=null"],
         ["llamafactory-cli", "chat", "--model_name_or_path", "m", "--finetuning_type", "prefixmemory"],
+        ["pip", "install", "--no-deps", "/path/to/llamafactory-prefixmemory"],
+        ["pip", "install", "llamafactory-prefixmemory @ git+https://example.org/llamafactory-prefixmemory.git"],
     ):
         assert check_call(argv)
 

@@ -65,6 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "decode to this text file",
     )
     args = parser.parse_args(argv)
+    _check_arguments(parser, args)
+    return args
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Split ``--methods`` and refuse usage errors now, before any model is built, not after minutes of measuring."""
     args.methods = [method.strip() for method in args.methods.split(",") if method.strip()]
     unknown = [method for method in args.methods if method not in METHODS]
     if unknown or not args.methods:
@@ -76,11 +82,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--clock cpu: this process's CPU time misses the work {args.device} does while the CPU waits; "
             "on a GPU use --clock wall"
         )
-    for flag in ("json", "plot", "profile"):  # checked now, not after minutes of measuring
+    for flag in ("json", "plot", "profile"):
         path = getattr(args, flag)
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             parser.error(f"--{flag}: the folder of {path!r} does not exist")
-    return args
 
 
 def main(argv: list[str] | None = None) -> None:
