@@ -17,6 +17,8 @@ from .architectures import text_config
 # ``...layers.{i}.self_attn.{q_proj|q_norm}.prefixmemory_{memory|kernel}.{adapter}.{weight|bias}``
 _ADAPTER_KEY = re.compile(r"(?:^|\.)prefixmemory_(?:memory|kernel)\.([^.]+)\.[^.]+$")
 _WRAPPERS = re.compile(r"(?:_fsdp_wrapped_module|_checkpoint_wrapped_module|_orig_mod)\.")
+# the same, as saved: ``...prefixmemory_{memory|kernel}.{weight|bias}``
+_SAVED_KEY = re.compile(r"(\.prefixmemory_(?:memory|kernel))(\.[^.]+)$")
 
 
 class AdapterWeights(nn.Module):
@@ -52,6 +54,11 @@ def check_finite(tensor: torch.Tensor, key: str) -> None:
     match = _ADAPTER_KEY.search(key)
     adapter = match.group(1) if match else "?"
     raise ValueError(f"PrefixMemory adapter `{adapter}` holds {found} in `{key}`: retrain it or load another one.")
+
+
+def with_adapter_name(key: str, adapter_name: str) -> str:
+    """A saved adapter key with the adapter's name put in, as the model names it; other keys unchanged."""
+    return _SAVED_KEY.sub(lambda match: f"{match.group(1)}.{adapter_name}{match.group(2)}", key)
 
 
 def check_state_dict(tuner: nn.Module, state_dict: dict, prefix: str) -> None:

@@ -12,7 +12,7 @@ from torch import nn
 from .architectures import AttentionLayout, attention_layout, text_config
 from .config import PrefixMemoryConfig
 from .layer import NO_MERGE_MESSAGE, MemoryInjector, MemorySlot, PrefixMemoryLayer
-from .loading import attention_blocks, check_state_dict, model_geometry
+from .loading import attention_blocks, check_state_dict, model_geometry, with_adapter_name
 
 
 class PrefixMemoryModel(BaseTuner):
@@ -59,6 +59,26 @@ class PrefixMemoryModel(BaseTuner):
         """Every load_state_dict of the model (PEFT's loaders too) passes here first: refuse weights that don't fit."""
         check_state_dict(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @classmethod
+    def _get_adapter_state_dict(cls, model, config, adapter_name, state_dict, unwanted_adapter_names):
+        """The adapter's weights are the ``prefixmemory_`` ones, as PEFT 0.18 selected them by ``prefix``.
+
+        PEFT 0.21 takes everything on a tuner layer but its base layer, which would save the frozen reference
+        copies (reference.py) as adapter weights too.
+        """
+        selected = super()._get_adapter_state_dict(model, config, adapter_name, state_dict, unwanted_adapter_names)
+        return {key: value for key, value in selected.items() if f".{cls.prefix}" in key}
+
+    @classmethod
+    def _remap_adapter_state_dict_for_load(cls, model, config, adapter_name, state_dict):
+        """Every saved memory key gets the adapter's name, as PEFT 0.18 named them, so check_state_dict sees it.
+
+        PEFT 0.21 names only the keys the model has a memory for and passes the rest through unnamed, which
+        load_state_dict then drops: an adapter with more layers than the model would load with no error.
+        """
+        remapped = super()._remap_adapter_state_dict_for_load(model, config, adapter_name, state_dict)
+        return {with_adapter_name(key, adapter_name): value for key, value in remapped.items()}
 
     def _check_target_module_exists(self, peft_config: PrefixMemoryConfig, key: str) -> bool:
         match = self._layout.attention_key().search(key)
