@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+import yaml
 from recipe_helpers import ARCHITECTURE, DATASET_INFO, RECIPES, REPO, SECTIONS, config, sections, shipped
 
 PMT_RECIPES = [path for path in RECIPES if path.name.endswith("_pmt.yaml")]
@@ -182,3 +183,17 @@ def test_deepspeed_configs_as_appendix_c():
     zero = offload["zero_optimization"]
     assert zero["stage"] == 3 and zero["overlap_comm"] is True and zero["contiguous_gradients"] is True
     assert zero["offload_param"] == zero["offload_optimizer"] == {"device": "cpu", "pin_memory": True}
+
+
+SERVING_YAMLS = sorted(path for folder in ("inference", "export") for path in (REPO / "recipes" / folder).glob("*.y*"))
+
+
+@pytest.mark.parametrize("path", SERVING_YAMLS, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_inference_and_export_yamls_follow_their_training_recipe(path):
+    """An inference or export YAML loads what its training recipe of the same name writes, as it was trained."""
+    config, trained = (yaml.safe_load(file.read_text()) for file in (path, REPO / "recipes" / path.name))
+    for key in ("model_name_or_path", "finetuning_type", "template", "default_system"):
+        assert config.get(key) == trained.get(key), key
+    assert config["adapter_name_or_path"] == trained["output_dir"]
+    if path.parent.name == "export":
+        assert config["export_dir"] and not config.get("export_quantization_bit")
