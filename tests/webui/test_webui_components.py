@@ -132,11 +132,22 @@ def test_labels_in_every_language(ui, lang, label):
         assert updates[ui.elem(elem_id)].constructor_args["info"]
 
 
-def test_quantization_is_locked_for_prefixmemory(ui):
+def test_quantization_is_open_for_prefixmemory_and_locked_for_prefix(ui, form, tmp_path):
+    from llamafactory.hparams import get_train_args
     from llamafactory.webui.control import can_quantize
 
-    assert can_quantize("prefixmemory").constructor_args == {"value": "none", "interactive": False}
+    assert can_quantize("prefixmemory").constructor_args == {"interactive": True}
     assert can_quantize("lora").constructor_args == {"interactive": True}
+    assert can_quantize("prefix").constructor_args == {"value": "none", "interactive": False}
+    values = {"top.quantization_bit": "4", "top.quantization_method": "bnb", "train.compute_type": "fp32"}
+    args = ui.runner._parse_train_args(form(**values))  # what the Start button runs, parsed as the subprocess does
+    args.update(output_dir=str(tmp_path / "out"), report_to="none")
+    model_args, _, _, finetuning_args, _ = get_train_args(args)
+    assert (finetuning_args.finetuning_type, model_args.quantization_bit, model_args.quantization_method) == (
+        "prefixmemory",
+        4,
+        "bnb",
+    )
 
 
 @pytest.mark.parametrize("stage, dataset", [("DPO", "toy_pref"), ("KTO", "toy_kto")])

@@ -4,7 +4,7 @@
 | --- | --- | --- |
 | webui.common._clean_cmd | keeps `pmt_memory_bias: false` | it drops every False, and this key defaults to true |
 | webui.locales.LOCALES | + pmt_* labels: en, zh; other languages show en | change_lang looks labels up by name |
-| webui.control.can_quantize | quantization locked to none for prefixmemory | a 4/8-bit base is refused (hparams) |
+| webui.control.can_quantize | quantization locked to none for prefix | a 4/8-bit base is for prefixmemory only |
 | webui.components.train.create_train_tab | + PrefixMemory accordion, in the input set | its buttons bind inside it |
 | webui.runner.Runner._parse_train_args | + pmt_* keys (not with a checkpoint); extra args win | upstream: lora |
 | webui.components.export.save_model | our refusals shown as gr.Error | the CLI's one line, not "Error" |
@@ -26,8 +26,9 @@ from prefixmemory.feature_maps import takes_feature_dim
 
 from ...errors import PrefixMemoryError
 from ...seams import Seam, bends
-from .. import PMT, mark_patched, wraps_original
+from .. import OUR_TYPES, PMT, mark_patched, wraps_original
 from ..checks.geometry import check_model_fits, read_model_config
+from ..checks.quantization import QUANTIZABLE
 from ..options import PMT_KEYS, PREFIX, PrefixMemoryArguments
 
 PMT_INPUTS = tuple(PMT_KEYS)  # one input per pmt_* key, in the config's order
@@ -114,7 +115,7 @@ def patch_control(control) -> None:
 
     @wraps_original(control, "can_quantize")
     def patched_can_quantize(can_quantize, finetuning_type: str):
-        if finetuning_type == PMT:
+        if finetuning_type in OUR_TYPES and finetuning_type not in QUANTIZABLE:
             return control.gr.Dropdown(value="none", interactive=False)
         return can_quantize(finetuning_type)
 

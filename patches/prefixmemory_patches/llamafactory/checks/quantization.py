@@ -12,6 +12,7 @@ from ...errors import PrefixMemoryError
 from .. import PMT
 from .geometry import read_model_config
 
+QUANTIZABLE = (PMT,)  # our methods a quantized base is allowed for (PEFT's prefix-tuning is untested on one)
 BNB_BITS = (4, 8)
 # quantization_method -> why it is refused (LLaMA-Factory's other on-the-fly methods)
 GPU_ONLY = {
@@ -26,7 +27,7 @@ LOADABLE_CHECKPOINTS = ("bitsandbytes", *DEQUANTIZED)
 def check_quantization(model_args, method: str) -> None:
     """A quantized base: bitsandbytes 4/8-bit for prefixmemory; one line for anything else."""
     bits, how = model_args.quantization_bit, str(model_args.quantization_method)
-    if bits is not None and method != PMT:
+    if bits is not None and method not in QUANTIZABLE:
         raise PrefixMemoryError(
             f"`quantization_bit: {bits}` is not supported with finetuning_type: {method}; use finetuning_type: "
             f"{PMT} (or lora) on a quantized base, or train {method} on a bf16/fp16 base."
@@ -45,7 +46,7 @@ def _check_prequantized(model_path: str, method: str) -> None:
     """A checkpoint saved quantized (GPTQ, AWQ, AQLM...) needs kernels and a GPU that are not tested with ours."""
     config = read_model_config(model_path) or {}
     quant_method = (config.get("quantization_config") or {}).get("quant_method")
-    loadable = LOADABLE_CHECKPOINTS if method == PMT else DEQUANTIZED
+    loadable = LOADABLE_CHECKPOINTS if method in QUANTIZABLE else DEQUANTIZED
     if quant_method is None or quant_method in loadable:
         return
     raise PrefixMemoryError(
