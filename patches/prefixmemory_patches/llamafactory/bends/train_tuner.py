@@ -5,6 +5,7 @@
 | train.tuner.export_model | prefixmemory, prefix: base + adapter + README | neither can be merged into weights |
 | (same) | prefixmemory: + memories and config entries vLLM reads | ``vllm serve`` on the folder |
 | (same) | written aside, moved in whole; replaces only our export, when asked | a failure left half a folder |
+| (same) | `quantization_bit` refused in one line: the export's base is full precision | as upstream refuses a merge |
 | train.tuner._training_function | our runs hold `output_dir` (a lock) while they train | two runs wrote one folder |
 
 Upstream export merges LoRA into the weights and aborts on anything that is not a PreTrainedModel. Our export
@@ -153,6 +154,12 @@ def _checked_export_dir(model_args) -> str:
         raise PrefixMemoryError("Please specify `export_dir` to save model.")
     if model_args.export_quantization_bit is not None:
         raise PrefixMemoryError("`export_quantization_bit` is not supported for prefixmemory or prefix exports.")
+    if model_args.quantization_bit is not None:
+        raise PrefixMemoryError(
+            f"`quantization_bit: {model_args.quantization_bit}` cannot be exported: the export holds the "
+            "full-precision base and the adapter (LLaMA-Factory refuses a LoRA merge into a quantized base too); drop "
+            "it here and give it when serving the export."
+        )
     if model_args.export_hub_model_id is not None:
         raise PrefixMemoryError("`export_hub_model_id` is not supported for these exports; push the folder yourself.")
     reads = {"model_name_or_path": [model_args.model_name_or_path]}
