@@ -38,6 +38,8 @@ def _train_args(**overrides):
         ),
         (dict(adapter_name_or_path="a,b"), "`adapter_name_or_path` takes one prefixmemory adapter, got 2"),
         (dict(stage="ppo", reward_model="unused"), "`stage: ppo` is not supported with finetuning_type: prefixmemory"),
+        (dict(use_unsloth=True), "`use_unsloth: true` is not supported with finetuning_type: prefixmemory"),
+        (dict(finetuning_type="prefix", use_unsloth=True), "`use_unsloth: true` is not supported with finetuning_t"),
     ],
 )
 def test_bad_training_arguments(overrides, message):

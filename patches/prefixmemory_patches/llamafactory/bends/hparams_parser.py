@@ -3,7 +3,7 @@
 | LLaMA-Factory function | change | why |
 | --- | --- | --- |
 | _parse_{train,infer,eval}_args | type case; other methods' keys; an export gets its adapter | defaults hide them |
-| _verify_model_args | adapters, geometry checked; sglang refused; vllm: exports; 4/8-bit: bnb | LoRA-only |
+| _verify_model_args | adapters, geometry checked; sglang, unsloth refused; vllm: exports; 4/8-bit: bnb | LoRA-only |
 | get_last_checkpoint | skips checkpoints without trainer_state.json | a killed save |
 | get_train_args | folders, resume (`true` too); ddp_find_unused_parameters, label_names; PT limits | as for LoRA |
 
@@ -15,6 +15,7 @@ from ...seams import Seam, bends
 from .. import OUR_TYPES, as_finetuning_type, wraps_original
 from ..checks.checkpoints import WRITTEN_LAST, choose_checkpoint, last_complete_checkpoint
 from ..checks.given_keys import check_method_keys, given_values, normalize_finetuning_type
+from ..checks.kernels import check_kernels
 from ..checks.outputs import check_output_dir, expand_output_paths
 from ..checks.quantization import check_quantization
 from ..checks.run import (
@@ -54,6 +55,7 @@ def patch_parser(parser) -> None:
             return verify_model_args(model_args, data_args, finetuning_args)
         check_serving(model_args, method)
         check_quantization(model_args, method)
+        check_kernels(model_args, method)
         adapter = None
         if model_args.adapter_name_or_path is not None:
             if len(model_args.adapter_name_or_path) != 1:
