@@ -86,7 +86,8 @@ class PrefixMemoryModel(BaseTuner):
 
     def _create_and_replace(self, peft_config, adapter_name, target, target_name, parent, current_key, **kwargs):
         layout = self._layout
-        query_layer = getattr(target, layout.query_module)
+        query_module = layout.query_module_of(target)
+        query_layer = getattr(target, query_module)
         if not isinstance(query_layer, PrefixMemoryLayer):
             slot = MemorySlot()
             query_layer = PrefixMemoryLayer(
@@ -94,11 +95,11 @@ class PrefixMemoryModel(BaseTuner):
                 slot,
                 num_heads=target.config.num_attention_heads,
                 head_dim=getattr(target, layout.query_head_dim),
-                key=f"{current_key}.{layout.query_module}",
+                key=f"{current_key}.{query_module}",
                 value_dim=getattr(target, layout.value_head_dim),
                 query_layout=layout.query_layout,
             )
-            setattr(target, layout.query_module, query_layer)
+            setattr(target, query_module, query_layer)
             setattr(target, layout.output_module, MemoryInjector(getattr(target, layout.output_module), slot))
         query_layer.update_layer(
             adapter_name, peft_config.feature_map, peft_config.feature_dim, peft_config.memory_bias

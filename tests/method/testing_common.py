@@ -5,11 +5,11 @@ Eq. 7 (arXiv 2506.13674), per query head h and token i of an adapted attention l
     o_i[h] = softmax_attention(q_i[h], K[h], V[h]) + phi(q_i[h]) @ M[h]
 
 ``eq7_hooks`` / ``eq7_logits`` compute it on a plain, unwrapped copy of the base model with two hooks per layer:
-a forward hook on the module whose output is q before rotary embedding (q_proj, or q_norm for Qwen3) captures q,
-and a forward pre-hook on o_proj adds ``einsum(phi(q), M)`` (plus the memory bias, when the adapter has one) to
-o_proj's input. The term is computed in the memories' precision (the project keeps them fp32, whatever the base
-model's dtype) and added in o_proj's input dtype. phi is written out here with plain torch ops. Nothing from
-``prefixmemory`` is used to compute the reference.
+a forward hook on the module whose output is q before rotary embedding (QUERY_READ: q_proj, a q norm, a slice of
+a fused qkv projection) captures q, and a forward pre-hook on o_proj adds ``einsum(phi(q), M)`` (plus the memory
+bias, when the adapter has one) to o_proj's input. The term is computed in the memories' precision (the project
+keeps them fp32, whatever the base model's dtype) and added in o_proj's input dtype. phi is written out here with
+plain torch ops. Nothing from ``prefixmemory`` is used to compute the reference.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ import torch
 from peft import get_peft_model
 
 import prefixmemory
+from prefixmemory_study.tiny import ARCHITECTURES as TINY_MODELS
 
+# Every feature map runs on these; every family in TINY_MODELS runs through FAMILY_CASES (test_families.py).
 ARCHITECTURES = ("qwen2", "llama", "llama-gqa", "qwen3", "mistral")
 
 # (id, PrefixMemoryConfig kwargs). mlp without feature_dim uses head_dim; mlp-f16 checks feature_dim != head_dim.
@@ -43,9 +45,26 @@ TEST_CASES = [
     for name, config_kwargs in FEATURE_MAPS
 ]
 
-# Where q is read before rotary embedding, written down here from the transformers sources (not from the
-# project's architecture table): Qwen3 applies a per-head RMSNorm (q_norm) to q_proj's output first.
-QUERY_MODULE = {"qwen3": "q_norm"}
+# One case per tiny model (family), the feature maps taken in turn, so that each map meets several families.
+FAMILY_CASES = [
+    pytest.param(architecture, FEATURE_MAPS[index % len(FEATURE_MAPS)][1], id=architecture)
+    for index, architecture in enumerate(TINY_MODELS)
+]
+
+# Where q is read before rotary embedding and how that module's output holds it, written down here from
+# transformers 5.5's modeling_<family>.py (not from the project's architecture table). "flat": (B,T,H*D) or
+# (B,T,H,D); "heads_first": (B,H,T,D), Gemma 3 normalises q after its transpose; "qkv": the first H*D features of
+# Phi-3's fused projection. Anything not listed reads q_proj's flat output.
+QUERY_READ = {
+    **dict.fromkeys(("qwen3", "qwen3_moe", "qwen3_vl", "gemma4", "gemma4_text"), ("q_norm", "flat")),
+    **dict.fromkeys(("qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text"), ("q_norm", "flat")),
+    **dict.fromkeys(("olmo2", "olmo3"), ("q_norm", "flat")),  # one RMSNorm over all heads' features
+    "glm4_moe": ("q_norm", "flat"),  # the tiny config turns use_qk_norm on
+    **dict.fromkeys(("gemma3", "gemma3_text"), ("q_norm", "heads_first")),
+    "phi3": ("qkv_proj", "qkv"),
+    "deepseek_v3": ("q_b_proj", "flat"),  # q_lora_rank set: q_b_proj(q_a_layernorm(q_a_proj(x)))
+}
+QUERY_MODULE = {model_type: module for model_type, (module, _) in QUERY_READ.items()}
 
 _ADAPTER_PARAM = re.compile(r"\.layers\.(\d+)\..*prefixmemory_(memory|kernel)\.([^.]+)\.(weight|bias)$")
 
@@ -63,30 +82,56 @@ class LayerAdapter:
 
 def geometry(model) -> tuple[int, int, int]:
     """(layers, query heads, head_dim) from the config; Qwen3's head_dim is not hidden_size / heads."""
-    config = model.config
+    config = model.config.get_text_config()
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     return config.num_hidden_layers, config.num_attention_heads, head_dim
+
+
+def layer_geometry(model, index: int) -> tuple[int, int, int]:
+    """(query heads, q head dim, output head dim) of decoder layer ``index``, from the config: DeepSeek-V3's
+    query heads are nope + rope parts and its value heads v_head_dim; Gemma 4's full-attention layers use
+    global_head_dim."""
+    config = model.config.get_text_config()
+    _, heads, head_dim = geometry(model)
+    if model.config.model_type == "deepseek_v3":
+        return heads, config.qk_nope_head_dim + config.qk_rope_head_dim, config.v_head_dim
+    if config.model_type == "gemma4_text" and config.layer_types[index] == "full_attention":
+        return heads, config.global_head_dim, config.global_head_dim
+    return heads, head_dim, head_dim
+
+
+def attention_layers(model) -> list[int]:
+    """Decoder layers with softmax attention: Qwen3.5's Gated DeltaNet layers (layer_types) have none."""
+    config = model.config.get_text_config()
+    types = getattr(config, "layer_types", None) if config.model_type.startswith("qwen3_5") else None
+    return [i for i in range(config.num_hidden_layers) if types is None or types[i] == "full_attention"]
+
+
+def decoder_layers(model):
+    """The language model's decoder layers (a vision-language model's vision tower left out)."""
+    decoder = model.get_decoder()
+    return decoder.layers if hasattr(decoder, "layers") else decoder.model.layers  # Llama 4: a CausalLM
 
 
 def random_adapter(
     model, feature_map: str, feature_dim: int | None = None, layers=None, seed: int = 1, scale=0.5, memory_bias=True
 ):
     """Random nonzero values for every adapted layer (bias included unless ``memory_bias`` is False)."""
-    num_layers, heads, head_dim = geometry(model)
-    features = feature_dim if feature_map == "mlp" and feature_dim else head_dim
     generator = torch.Generator().manual_seed(seed)
 
     def randn(*shape, std):
         return torch.randn(*shape, generator=generator) * std
 
     values = {}
-    for index in range(num_layers) if layers is None else layers:
-        values[index] = LayerAdapter(feature_map, randn(heads, features, head_dim, std=scale))
+    for index in attention_layers(model) if layers is None else layers:
+        heads, head_dim, value_dim = layer_geometry(model, index)
+        features = feature_dim if feature_map == "mlp" and feature_dim else head_dim
+        values[index] = LayerAdapter(feature_map, randn(heads, features, value_dim, std=scale))
         if feature_map == "mlp":
             values[index].kernel_weight = randn(heads, head_dim, features, std=1.0 / math.sqrt(head_dim))
             values[index].kernel_bias = randn(heads, 1, features, std=0.1)
         if memory_bias:
-            values[index].memory_bias = randn(heads, 1, head_dim, std=scale)
+            values[index].memory_bias = randn(heads, 1, value_dim, std=scale)
     return values
 
 
@@ -161,13 +206,17 @@ def eq7_hooks(model, adapters: list[dict[int, LayerAdapter]]):
 
     Yields a dict counting how many times each layer's term was added, so a test can check the hooks fired.
     """
-    query_name = QUERY_MODULE.get(model.config.model_type, "q_proj")
-    _, heads, head_dim = geometry(model)
+    query_name, holds = QUERY_READ.get(model.config.model_type, ("q_proj", "flat"))
     handles, captured, fired = [], {}, {}
     for index in sorted(set().union(*adapters)):
-        attention = model.model.layers[index].self_attn
+        attention = decoder_layers(model)[index].self_attn
+        heads, head_dim, _ = layer_geometry(model, index)
 
-        def capture(module, args, output, index=index):
+        def capture(module, args, output, index=index, heads=heads, head_dim=head_dim):
+            if holds == "heads_first":
+                output = output.transpose(1, 2)  # (B,H,T,D) -> (B,T,H,D)
+            elif holds == "qkv":
+                output = output[..., : heads * head_dim]  # q, k, v side by side: q first
             captured[index] = output.reshape(*output.shape[:2], heads, head_dim)  # (B,T,H*D) -> (B,T,H,D)
 
         def add_term(module, args, index=index):
@@ -177,7 +226,7 @@ def eq7_hooks(model, adapters: list[dict[int, LayerAdapter]]):
                 if index in adapter:
                     layer = adapter[index]
                     features = phi_reference(layer, q.to(layer.memory.dtype))
-                    term = term + torch.einsum("bthf,hfd->bthd", features, layer.memory)
+                    term = term + torch.einsum("bthf,hfv->bthv", features, layer.memory)
                     if layer.memory_bias is not None:
                         term = term + layer.memory_bias[:, 0]  # (H,D), the same for every token
             fired[index] = fired.get(index, 0) + 1

@@ -7,6 +7,8 @@ import pytest
 from lfcli import run_cli
 from reliability_checks import refusal, unchanged
 
+from prefixmemory.architectures import ATTENTION_LAYOUTS
+
 
 @pytest.mark.parametrize(
     "command, damage", [("train", "truncated"), ("train", "missing"), ("train", "no folder"), ("export", "truncated")]
@@ -54,15 +56,16 @@ def test_adapter_for_another_model_shape_is_named(config, trained_run, tmp_path)
 
 
 def test_unsupported_architecture_is_refused_from_config_json(config, tiny_qwen2, copy_of, tmp_path, monkeypatch):
-    model = copy_of(tiny_qwen2, "phi3-like")
+    model = copy_of(tiny_qwen2, "gpt-neox-like")
     (model / "config.json").write_text(
-        json.dumps({**json.loads((model / "config.json").read_text()), "model_type": "phi3"})
+        json.dumps({**json.loads((model / "config.json").read_text()), "model_type": "gpt_neox"})
     )
     with unchanged(model):
         line = refusal(run_cli("train", config(model_name_or_path=str(model)), tmp_path, check=False))
+    supported = ", ".join(sorted(ATTENTION_LAYOUTS))
     assert line == (
-        f"error: `model_name_or_path` {model}: PrefixMemory does not support model_type `phi3`; supported: llama, "
-        "mistral, qwen2, qwen3."
+        f"error: `model_name_or_path` {model}: PrefixMemory does not support model_type `gpt_neox`; supported: "
+        f"{supported}."
     )
     monkeypatch.setenv("PREFIXMEMORY_TRACEBACK", "1")
     result = run_cli("train", config(model_name_or_path=str(model)), tmp_path, check=False)
