@@ -26,12 +26,14 @@ import shutil
 from pathlib import Path
 
 from . import ARCHITECTURES, CONFIG_KEY, WEIGHTS_FILE
+from .families import NOT_SERVED, SERVED
 
 ADAPTER_SUBFOLDER = "prefixmemory_adapter"
 INDEX_FILE = "model.safetensors.index.json"
-# PEFT's saved key -> layer, module and tensor. q is read at q_proj, or at q_norm (Qwen3).
+# PEFT's saved key -> layer, module and tensor; the memories live on the module q is read at (q_proj, q_norm, ...).
+_QUERY_MODULES = "|".join(sorted({family.query for family in SERVED.values()}))
 PEFT_KEY = re.compile(
-    r"^(?:base_model\.model\.)?(?:model\.)?layers\.(\d+)\.self_attn\.(?:q_proj|q_norm)\."
+    rf"^(?:base_model\.model\.)?(?:model\.)?layers\.(\d+)\.self_attn\.(?:{_QUERY_MODULES})\."
     r"prefixmemory_(memory|kernel)\.(weight|bias)$"
 )
 VLLM_NAME = {
@@ -96,7 +98,7 @@ def read_adapter(adapter_dir: str | Path) -> tuple[dict, dict]:
 
 def vllm_config(config: dict, tensors: dict, entry: dict) -> dict:
     """A base model's config.json naming the PrefixMemory architecture and describing the memories of ``tensors``."""
-    architecture = _memory_architecture(config.get("architectures") or [])
+    architecture = _memory_architecture(config.get("architectures") or [], config.get("model_type"))
     heads = tensors[memory_key(entry["layers"][0], "memory")].shape[0]
     if heads != config.get("num_attention_heads"):
         raise ValueError(
@@ -151,13 +153,14 @@ def _write(folder: Path, tensors: dict, config: dict) -> None:
         index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
-def _memory_architecture(architectures: list[str]) -> str:
+def _memory_architecture(architectures: list[str], model_type: str | None) -> str:
     for architecture in architectures:
         if architecture in ARCHITECTURES.values():
             return architecture  # already converted
         if architecture in ARCHITECTURES:
             return ARCHITECTURES[architecture]
-    raise ValueError(f"`architectures` {architectures}: vLLM serving supports {', '.join(ARCHITECTURES)}.")
+    why = f" ({model_type}: {NOT_SERVED[model_type]})" if model_type in NOT_SERVED else ""
+    raise ValueError(f"`architectures` {architectures}: vLLM serving supports {', '.join(ARCHITECTURES)}{why}.")
 
 
 def main(argv: list[str] | None = None) -> None:

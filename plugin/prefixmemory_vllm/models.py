@@ -1,9 +1,9 @@
-"""PrefixMemory variants of vLLM's Qwen2, Qwen3, LLaMA and Mistral.
+"""PrefixMemory variants of vLLM's models, one per family of ``families.SERVED``, built when vLLM first asks for one.
 
-Per architecture two classes change:
-  * the attention: vLLM's own forward (copied from the releases in ``SUPPORTED_VLLM``), whose end computes the term
-    from q right after the qkv split (after Qwen3's q_norm) and before rotary, which vLLM's kernels apply to q in
-    place, and adds it to the attention output before o_proj;
+Per family two classes change:
+  * the attention: vLLM's own forward (copied; ``seams`` checks that the installed vLLM's still has that shape),
+    whose end computes the term from q right after the qkv split (after a per-head q_norm where the family has one)
+    and before rotary, which vLLM's kernels apply to q in place, and adds it to the attention output before o_proj;
   * the CausalLM: vLLM's ``__init__``, then the adapted layers' attention modules switch class (nothing is rebuilt,
     so the KV-cache registration stays vLLM's) and get a ``prefix_memory`` child with this rank's heads.
 vLLM's AutoWeightsLoader finds ``model.layers.{i}.self_attn.prefix_memory.*`` by module name; its check that every
@@ -12,31 +12,16 @@ parameter was loaded makes a missing memory an error.
 
 from __future__ import annotations
 
+import importlib
+import logging
+
 import torch
 import vllm
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
 
-from . import CONFIG_KEY, SUPPORTED_VLLM
-
-VLLM_VERSION = Version(vllm.__version__)
-if not any(SpecifierSet(spec).contains(VLLM_VERSION.base_version) for spec in SUPPORTED_VLLM):
-    raise ImportError(
-        f"prefixmemory_vllm serves with vLLM {' or '.join(SUPPORTED_VLLM)} (its attention forwards are copies of "
-        f"those releases'); found vLLM {vllm.__version__}."
-    )
-
-from vllm.model_executor.models.llama import LlamaAttention, LlamaForCausalLM  # noqa: E402
-from vllm.model_executor.models.qwen2 import Qwen2Attention, Qwen2ForCausalLM  # noqa: E402
-from vllm.model_executor.models.qwen3 import Qwen3Attention, Qwen3ForCausalLM  # noqa: E402
-
-from .memory import PrefixMemory  # noqa: E402
-
-# vLLM 0.11 serves Mistral with its LLaMA classes; 0.32 has Mistral's own (llama-4 scaling of q).
-if VLLM_VERSION.release >= (0, 32):
-    from vllm.model_executor.models.mistral import MistralAttention, MistralForCausalLM
-else:
-    MistralAttention, MistralForCausalLM = LlamaAttention, LlamaForCausalLM
+from . import CONFIG_KEY
+from .families import SERVED, Family
+from .memory import PrefixMemory
+from .seams import CHECKED_VLLM, SeamError, implementation, installed_reader
 
 
 class MemoryAttention:
@@ -49,46 +34,110 @@ class MemoryAttention:
         return output
 
 
-class PrefixMemoryQwen2Attention(MemoryAttention, Qwen2Attention):
-    def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+def plain_forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+    qkv, _ = self.qkv_proj(hidden_states)
+    q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+    return self.attend_with_memory(positions, q, k, v)
+
+
+def optional_head_norm_forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Qwen2 from vLLM 0.32: q and k normalised per head where the config asks for it."""
+    qkv, _ = self.qkv_proj(hidden_states)
+    q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+    if self.qk_norm:
+        total_tokens = q.shape[0]
+        q = self.q_norm(q.view(total_tokens, self.num_heads, self.head_dim)).view(total_tokens, self.q_size)
+        k = self.k_norm(k.view(total_tokens, self.num_kv_heads, self.head_dim)).view(total_tokens, self.kv_size)
+    return self.attend_with_memory(positions, q, k, v)
+
+
+def head_norm_forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Qwen3, Qwen3-MoE: the term reads q after the per-head q_norm."""
+    qkv, _ = self.qkv_proj(hidden_states)
+    q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+    q = self.q_norm(q.view(*q.shape[:-1], q.shape[-1] // self.head_dim, self.head_dim)).view(q.shape)
+    k = self.k_norm(k.view(*k.shape[:-1], k.shape[-1] // self.head_dim, self.head_dim)).view(k.shape)
+    return self.attend_with_memory(positions, q, k, v)
+
+
+def head_norm_unflatten_forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Gemma 3: the term reads q after the per-head q_norm (query scaling and sliding windows are the softmax's)."""
+    qkv, _ = self.qkv_proj(hidden_states)
+    q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+    q = self.q_norm(q.unflatten(-1, (self.num_heads, self.head_dim))).flatten(-2, -1)
+    k = self.k_norm(k.unflatten(-1, (self.num_kv_heads, self.head_dim))).flatten(-2, -1)
+    return self.attend_with_memory(positions, q, k, v)
+
+
+def gemma4_forward(self, positions: torch.Tensor, hidden_states: torch.Tensor, **kwargs) -> torch.Tensor:
+    """Gemma 4: the term reads q after the per-head q_norm, in KV-sharing layers (q projected alone) too."""
+    if self.is_kv_shared_layer:
+        q, _ = self.q_proj(hidden_states)
+        q = self.q_norm(q.unflatten(-1, (self.num_heads, self.head_dim))).flatten(-2, -1)
+        term = self.prefix_memory(q)
+        q, _ = self.rotary_emb(positions, q, None)
+        attn_output = self.attn(q, None, None)
+    else:
         qkv, _ = self.qkv_proj(hidden_states)
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        if getattr(self, "qk_norm", False):  # vLLM 0.32's Qwen2 may normalise q and k; 0.11's never does
-            total_tokens = q.shape[0]
-            q = self.q_norm(q.view(total_tokens, self.num_heads, self.head_dim)).view(total_tokens, self.q_size)
-            k = self.k_norm(k.view(total_tokens, self.num_kv_heads, self.head_dim)).view(total_tokens, self.kv_size)
-        return self.attend_with_memory(positions, q, k, v)
-
-
-class PrefixMemoryQwen3Attention(MemoryAttention, Qwen3Attention):
-    def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
-        qkv, _ = self.qkv_proj(hidden_states)
-        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q = self.q_norm(q.view(*q.shape[:-1], q.shape[-1] // self.head_dim, self.head_dim)).view(q.shape)
-        k = self.k_norm(k.view(*k.shape[:-1], k.shape[-1] // self.head_dim, self.head_dim)).view(k.shape)
-        return self.attend_with_memory(positions, q, k, v)
-
-
-class PrefixMemoryLlamaAttention(MemoryAttention, LlamaAttention):
-    def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
-        qkv, _ = self.qkv_proj(hidden_states)
-        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        return self.attend_with_memory(positions, q, k, v)
-
-
-class PrefixMemoryMistralAttention(MistralAttention):
-    """vLLM 0.32's Mistral attention (on 0.11, MistralAttention is LlamaAttention and this forward equals its own)."""
-
-    def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
-        qkv, _ = self.qkv_proj(hidden_states)
-        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        term = self.prefix_memory(q)  # before rotary and before the llama-4 scaling of q
+        q = self.q_norm(q.unflatten(-1, (self.num_heads, self.head_dim))).flatten(-2, -1)
+        k = self.k_norm(k.unflatten(-1, (self.num_kv_heads, self.head_dim))).flatten(-2, -1)
+        term = self.prefix_memory(q)
         q, k = self.rotary_emb(positions, q, k)
-        if getattr(self, "do_llama_4_scaling", False):
-            q = (q * self._get_llama_4_attn_scale(positions)).to(q.dtype)
+        v = self.v_norm(v.unflatten(-1, (self.num_kv_heads, self.head_dim))).flatten(-2, -1)
         attn_output = self.attn(q, k, v)
-        output, _ = self.o_proj(attn_output + term)
-        return output
+    output, _ = self.o_proj(attn_output + term)
+    return output
+
+
+def switched_head_norm_forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+    """GLM-4-MoE: the term reads q after the per-head q_norm where use_qk_norm is on, else q_proj's q."""
+    qkv, _ = self.qkv_proj(hidden_states)
+    q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+    if self.use_qk_norm:
+        q = self.q_norm(q.reshape(-1, self.num_heads, self.head_dim)).reshape(q.shape)
+        k = self.k_norm(k.reshape(-1, self.num_kv_heads, self.head_dim)).reshape(k.shape)
+    return self.attend_with_memory(positions, q, k, v)
+
+
+def llama4_forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Llama 4: the term reads q before rotary, the weightless L2 qk_norm and the temperature tuning of NoPE layers."""
+    qkv, _ = self.qkv_proj(hidden_states)
+    q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+    term = self.prefix_memory(q)
+    if self.rotary_emb is not None:
+        q, k = self.rotary_emb(positions, q, k)
+    if self.qk_norm is not None:
+        q = self.qk_norm(q.reshape(-1, self.head_dim).float()).reshape(-1, self.q_size).to(q.dtype)
+        k = self.qk_norm(k.reshape(-1, self.head_dim).float()).reshape(-1, self.kv_size).to(k.dtype)
+    if self.attn_temperature_tuning and self.nope:
+        q = (q * self._get_attn_scale(positions)).to(q.dtype)
+    output, _ = self.o_proj(self.attn(q, k, v) + term)
+    return output
+
+
+def llama4_scaling_forward(self, positions: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Mistral from vLLM 0.32: the term reads q before rotary and before the llama-4 scaling of q."""
+    qkv, _ = self.qkv_proj(hidden_states)
+    q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+    term = self.prefix_memory(q)
+    q, k = self.rotary_emb(positions, q, k)
+    if self.do_llama_4_scaling:
+        q = (q * self._get_llama_4_attn_scale(positions)).to(q.dtype)
+    output, _ = self.o_proj(self.attn(q, k, v) + term)
+    return output
+
+
+FORWARDS = {
+    "plain": plain_forward,
+    "optional_head_norm": optional_head_norm_forward,
+    "head_norm": head_norm_forward,
+    "head_norm_unflatten": head_norm_unflatten_forward,
+    "switched_head_norm": switched_head_norm_forward,
+    "gemma4": gemma4_forward,
+    "llama4": llama4_forward,
+    "llama4_scaling": llama4_scaling_forward,
+}
 
 
 def install_memories(model, hf_config, base_cls: type, memory_cls: type) -> None:
@@ -117,25 +166,42 @@ def install_memories(model, hf_config, base_cls: type, memory_cls: type) -> None
         )
 
 
-class PrefixMemoryQwen2ForCausalLM(Qwen2ForCausalLM):
-    def __init__(self, *, vllm_config, prefix: str = ""):
-        super().__init__(vllm_config=vllm_config, prefix=prefix)
-        install_memories(self.model, self.config, Qwen2Attention, PrefixMemoryQwen2Attention)
+def memory_model(family: Family) -> type:
+    """The PrefixMemory variant of ``family``'s vLLM model; SeamError (one line) where vLLM's source has changed."""
+    try:
+        chosen = implementation(family, installed_reader())
+    except SeamError as error:
+        raise SeamError(
+            f"prefixmemory_vllm cannot serve {family.architecture} with vLLM {vllm.__version__}: {error}"
+        ) from None
+    if vllm.__version__.split("+")[0] not in CHECKED_VLLM:
+        logging.getLogger(__name__).info(
+            f"vLLM {vllm.__version__}: {family.architecture}'s attention has the shape of the checked releases "
+            f"({', '.join(CHECKED_VLLM)})."
+        )
+    model_cls, attention_cls = _load(chosen.model), _load(chosen.attention)
+    attention = type(
+        f"PrefixMemory{attention_cls.__name__}",
+        (MemoryAttention, attention_cls),
+        {"forward": FORWARDS[chosen.forward], "__module__": __name__},
+    )
 
-
-class PrefixMemoryQwen3ForCausalLM(Qwen3ForCausalLM):
-    def __init__(self, *, vllm_config, prefix: str = ""):
-        super().__init__(vllm_config=vllm_config, prefix=prefix)
-        install_memories(self.model, self.config, Qwen3Attention, PrefixMemoryQwen3Attention)
-
-
-class PrefixMemoryLlamaForCausalLM(LlamaForCausalLM):
     def __init__(self, *, vllm_config, prefix: str = "", **kwargs):
-        super().__init__(vllm_config=vllm_config, prefix=prefix, **kwargs)
-        install_memories(self.model, self.config, LlamaAttention, PrefixMemoryLlamaAttention)
+        model_cls.__init__(self, vllm_config=vllm_config, prefix=prefix, **kwargs)
+        install_memories(self.model, vllm_config.model_config.hf_config, attention_cls, attention)
+
+    return type(family.memory_architecture, (model_cls,), {"__init__": __init__, "__module__": __name__})
 
 
-class PrefixMemoryMistralForCausalLM(MistralForCausalLM):
-    def __init__(self, *, vllm_config, prefix: str = "", **kwargs):
-        super().__init__(vllm_config=vllm_config, prefix=prefix, **kwargs)
-        install_memories(self.model, self.config, MistralAttention, PrefixMemoryMistralAttention)
+def _load(dotted: str) -> type:
+    module, name = dotted.rsplit(".", 1)
+    return getattr(importlib.import_module(f"vllm.model_executor.models.{module}"), name)
+
+
+def __getattr__(name: str) -> type:
+    """vLLM's registry imports ``prefixmemory_vllm.models:PrefixMemory<Architecture>``: built here on first use."""
+    family = next((family for family in SERVED.values() if family.memory_architecture == name), None)
+    if family is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = built = memory_model(family)
+    return built

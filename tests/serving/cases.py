@@ -20,7 +20,7 @@ from prefixmemory import PrefixMemoryConfig
 from prefixmemory_study.tiny import build_model, build_tokenizer
 from prefixmemory_vllm.convert import make_vllm_ready
 
-GEOMETRY = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, vocab_size=640)
+GEOMETRY = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, vocab_size=640, head_dim=64)
 PROMPTS = (
     "The quick brown fox",
     "What is 12 plus 30? The answer is",
@@ -37,6 +37,7 @@ class Case:
     scale: float = 0.5  # memory entries ~ N(0, (4 * scale)^2 / F); 0 gives zero memories
     bias: bool = False  # PrefixMemoryConfig(memory_bias=...): a random per-head bias beside the memory
     through_cli: bool = False  # exported by `llamafactory-cli export` rather than by the converter directly
+    overrides: dict = field(default_factory=dict)  # config settings beside GEOMETRY
 
 
 CASES = {
@@ -45,15 +46,30 @@ CASES = {
     "qwen2_mlp_bias": Case("qwen2", dict(feature_map="mlp", feature_dim=32, layers=[1]), bias=True),
     "llama_gelu": Case("llama-gqa", dict(feature_map="gelu")),
     "qwen3_elu": Case("qwen3", dict(feature_map="elu")),
-    "mistral_relu_bias": Case("mistral", dict(feature_map="relu", layers=[0]), bias=True),
+    # Mistral 7B v0.2 and later set no sliding window, which vLLM 0.11's CPU backend refuses
+    "mistral_relu_bias": Case(
+        "mistral", dict(feature_map="relu", layers=[0]), bias=True, overrides=dict(sliding_window=None)
+    ),
+}
+# The families added on vLLM 0.32 (served there only: LLaMA-Factory's vLLM 0.11 runs the cases above). Sliding
+# windows (4 tokens) and soft-capping stay as the tiny configs set them, so vLLM's own versions of them are compared.
+FAMILY_CASES = {
+    "qwen3_moe_elu": Case("qwen3_moe", dict(feature_map="elu")),
+    "mixtral_gelu": Case("mixtral", dict(feature_map="gelu")),
+    "gemma3_relu_bias": Case(
+        "gemma3_text", dict(feature_map="relu"), bias=True, overrides=dict(tie_word_embeddings=True)
+    ),
+    "gemma2_elu": Case("gemma2", dict(feature_map="elu"), overrides=dict(tie_word_embeddings=True)),
+    "phi3_mlp": Case("phi3", dict(feature_map="mlp", feature_dim=32)),
+    "glm4_elu_bias": Case("glm4", dict(feature_map="elu"), bias=True),
+    "glm4_moe_gelu": Case("glm4_moe", dict(feature_map="gelu")),
+    "llama4_text_elu": Case("llama4_text", dict(feature_map="elu")),
+    "gemma4_relu": Case("gemma4_text", dict(feature_map="relu"), overrides=dict(tie_word_embeddings=True)),
 }
 
 
 def _model(case: Case):
-    # Qwen3's config has a head_dim of its own; Mistral's is set as Mistral 7B v0.2 and later set it (no sliding
-    # window, which vLLM 0.11's CPU backend refuses)
-    overrides = {"qwen3": dict(head_dim=64), "mistral": dict(sliding_window=None)}.get(case.architecture, {})
-    return build_model(case.architecture, seed=0, **GEOMETRY, **overrides).eval()
+    return build_model(case.architecture, seed=0, **{**GEOMETRY, **case.overrides}).eval()
 
 
 def greedy(model, prompts: list[list[int]]) -> list[list[int]]:
@@ -77,7 +93,7 @@ def _random_memories(model, scale: float) -> None:
 
 def build(name: str, root: Path) -> dict:
     """Export case ``name`` under ``root``; returns its prompts and the reference continuations."""
-    case = CASES[name]
+    case = {**CASES, **FAMILY_CASES}[name]
     tokenizer = build_tokenizer()
     prompts = [tokenizer(p)["input_ids"] for p in PROMPTS]
     base, export = _model(case), root / name
@@ -114,16 +130,16 @@ def _export_with_cli(root: Path, name: str) -> None:
     run_cli("export", config, root)
 
 
-def serve_cases(python: Path, root: Path, tensor_parallel: tuple[str, ...] = ()) -> dict:
-    """Export every case under ``root``; vLLM (``python``'s environment) continues their prompts greedily.
+def serve_cases(python: Path, root: Path, names, tensor_parallel: tuple[str, ...] = ()) -> dict:
+    """Export the cases ``names`` under ``root``; vLLM (``python``'s environment) continues their prompts greedily.
 
     Returns {case: (export, vLLM continuations)}; each case in ``tensor_parallel`` runs again at
     tensor_parallel_size=2, as case name + '@tp2'.
     """
-    exports = {name: build(name, root) for name in CASES}
+    exports = {name: build(name, root) for name in names}
     jobs = [dict(name=name, dir=e["dir"], prompts=e["prompts"], new_tokens=NEW_TOKENS) for name, e in exports.items()]
     for name in tensor_parallel:
-        jobs.append({**jobs[list(CASES).index(name)], "name": f"{name}@tp2", "tensor_parallel_size": 2})
+        jobs.append({**jobs[list(exports).index(name)], "name": f"{name}@tp2", "tensor_parallel_size": 2})
     (root / "jobs.json").write_text(json.dumps(jobs))
     result = subprocess.run(
         [str(python), "run_vllm.py", str(root / "jobs.json"), str(root / "out.json")],

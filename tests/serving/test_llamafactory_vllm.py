@@ -30,7 +30,7 @@ def python() -> Path:
 @pytest.fixture(scope="module")
 def served(python, tmp_path_factory):
     """{case: (export, vLLM 0.11 continuations)}."""
-    return serve_cases(python, tmp_path_factory.mktemp("serving-vllm011"))
+    return serve_cases(python, tmp_path_factory.mktemp("serving-vllm011"), CASES)
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -1,7 +1,8 @@
 """vLLM with the prefixmemory_vllm plugin generates, greedily in fp32, the tokens transformers + PEFT generate.
 
 The serving environment is a venv of its own (vllm_env.py; built once, a few minutes). The exports and the
-references come from this environment (cases.py); the serving one only runs vLLM on the folders.
+references come from this environment (cases.py); the serving one only runs vLLM on the folders: the cases of
+cases.CASES and the families added on vLLM 0.32 (cases.FAMILY_CASES), one process, engines one after another.
 """
 
 from __future__ import annotations
@@ -9,34 +10,51 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from cases import CASES, serve_cases
+from cases import CASES, FAMILY_CASES, serve_cases
 from vllm_env import ensure
 
 TENSOR_PARALLEL_CASE = "qwen2_mlp_bias"  # the mlp kernel and the bias are sharded by heads too
+ALL_CASES = {**CASES, **FAMILY_CASES}
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """{case: (export, vLLM continuations)}; the tensor-parallel run is the case name + '@tp2'."""
-    return serve_cases(ensure("vllm"), tmp_path_factory.mktemp("serving"), tensor_parallel=(TENSOR_PARALLEL_CASE,))
+    root = tmp_path_factory.mktemp("serving")
+    return serve_cases(ensure("vllm"), root, ALL_CASES, tensor_parallel=(TENSOR_PARALLEL_CASE,))
 
 
-@pytest.mark.parametrize("name", [*CASES, f"{TENSOR_PARALLEL_CASE}@tp2"])
+@pytest.mark.parametrize("name", [*ALL_CASES, f"{TENSOR_PARALLEL_CASE}@tp2"])
 def test_vllm_equals_transformers_peft(served, name):
     export, tokens = served[name]
     assert tokens == export["reference"]
-    if CASES[name.split("@")[0]].scale == 0:
+    if ALL_CASES[name.split("@")[0]].scale == 0:
         assert tokens == export["base"]  # zero memories: the base model's tokens
     else:
         assert export["reference"] != export["base"]  # the memories change the output, so the match means something
 
 
-def test_another_vllm_release_is_refused_in_one_line():
-    """The attention forwards are copies of vLLM 0.11's and 0.32's: another release is refused, not served."""
-    code = "import vllm; vllm.__version__ = '0.40.0'; import prefixmemory_vllm.models"
-    result = subprocess.run([str(ensure("vllm")), "-c", code], capture_output=True, text=True, timeout=600)
+# A vLLM whose Qwen3 attention gained a step between q_norm and rotary (as a gate or a scaling would be): the copied
+# forward would skip it, so the family is refused when vLLM asks for it, in one line naming the change.
+CHANGED_VLLM = """
+import prefixmemory_vllm.seams as seams
+installed = seams.installed_reader()
+def read(module):
+    if module != "qwen3":
+        return installed(module)
+    return installed(module).replace("q = q_by_head.view(q.shape)", "q = self.q_gate(q_by_head).view(q.shape)")
+seams.installed_reader = lambda: read
+from prefixmemory_vllm import families, models
+assert set(models.FORWARDS) == set(families.UPSTREAM_FORWARDS), models.FORWARDS
+models.PrefixMemoryQwen3ForCausalLM
+"""
+
+
+def test_a_changed_attention_forward_is_refused_in_one_line():
+    result = subprocess.run([str(ensure("vllm")), "-c", CHANGED_VLLM], capture_output=True, text=True, timeout=600)
     last = result.stderr.strip().splitlines()[-1]
-    assert last == (
-        "ImportError: prefixmemory_vllm serves with vLLM ==0.11.* or ==0.32.* (its attention forwards are copies of "
-        "those releases'); found vLLM 0.40.0."
-    )
+    assert last.startswith(
+        "prefixmemory_vllm.seams.SeamError: prefixmemory_vllm cannot serve Qwen3ForCausalLM with vLLM 0.32.0: "
+        "vllm.model_executor.models.qwen3.Qwen3Attention.forward reads self.q_gate after self.q_norm where vLLM's "
+        "forward read self.head_dim (the PrefixMemory copy follows qkv_proj, "
+    ), last
