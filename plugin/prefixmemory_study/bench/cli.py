@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import time
@@ -15,7 +16,7 @@ import torch
 
 from . import mixed, report
 from .memory import cache_cpu_heap
-from .presets import METHODS, PRESETS
+from .presets import METHODS, PRESETS, QUANTIZED_METHODS
 from .runner import CLOCKS, Spec, run
 
 
@@ -28,7 +29,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="model geometry (random weights) and batch shape",
     )
     parser.add_argument("--model", help="a causal-LM checkpoint to use instead of the preset's random weights")
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated subset of {','.join(METHODS)}; on a 4-bit NF4 base (bitsandbytes): nf4-<method>",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: the preset's")
     parser.add_argument("--batch-size", type=int)
@@ -72,9 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Split ``--methods`` and refuse usage errors now, before any model is built, not after minutes of measuring."""
     args.methods = [method.strip() for method in args.methods.split(",") if method.strip()]
-    unknown = [method for method in args.methods if method not in METHODS]
+    unknown = [method for method in args.methods if method not in METHODS + QUANTIZED_METHODS]
     if unknown or not args.methods:
-        parser.error(f"--methods: unknown {unknown or 'empty list'}; known: {', '.join(METHODS)}")
+        parser.error(f"--methods: unknown {unknown or 'empty list'}; known: {', '.join(METHODS)}, nf4-<method>")
+    if set(args.methods) & set(QUANTIZED_METHODS) and importlib.util.find_spec("bitsandbytes") is None:
+        parser.error("--methods: the nf4-* methods need bitsandbytes (pip install bitsandbytes)")
     if args.mixed_adapters:
         mixed.check_arguments(parser, args)
     if args.clock == "cpu" and not args.device.startswith("cpu"):

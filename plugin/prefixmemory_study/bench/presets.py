@@ -19,6 +19,12 @@ METHOD_NOTES = {
     "width, PEFT's default): Li & Liang's reparameterisation, the paper's baseline (prefix_projection: true)",
 }
 METHODS = tuple(METHOD_NOTES)
+# On a 4-bit base, as LLaMA-Factory's `quantization_bit: 4` loads it (bitsandbytes NF4, double quantization, compute
+# in the run's dtype); asked for by name only, as they need bitsandbytes: "nf4-" + any method above but base.
+QUANTIZED_PREFIX = "nf4-"
+_QUANTIZED_NOTES = {QUANTIZED_PREFIX + method: f"{note}; 4-bit NF4 base" for method, note in METHOD_NOTES.items()}
+QUANTIZED_METHODS = tuple(method for method in _QUANTIZED_NOTES if method != QUANTIZED_PREFIX + "base")
+METHOD_NOTES.update({method: _QUANTIZED_NOTES[method] for method in QUANTIZED_METHODS})
 # Latency at batch 1 (one prompt) and at the preset's batch ("bN"): time to the first generated token, mean time
 # between the later tokens, generated tokens per second (first token included).
 LATENCY_FIGURES = ("ttft_b1_s", "tbt_b1_s", "tps_b1", "ttft_bN_s", "tbt_bN_s", "tps_bN")

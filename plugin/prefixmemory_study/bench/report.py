@@ -24,6 +24,12 @@ RATIOS = (
     ("prefill_tokens_per_s", "base"),
     ("decode_tokens_per_s", "base"),
 )
+# On a 4-bit base (nf4-* methods, reported when one ran): against QLoRA, both settings, and PMT on the full base.
+QUANTIZED_RATIOS = tuple(
+    (figure, reference)
+    for figure in ("train_step_s", "peak_mem_bytes")
+    for reference in ("nf4-lora-r32", "nf4-lora-qv-r32", "pmt-elu")
+)
 # Latency against the base model, as the paper's Table 6 reports it.
 LATENCY_RATIOS = tuple((figure, "base") for figure in LATENCY_FIGURES)
 # The speed and memory targets of PrefixMemory: (method, figure, reference, comparison, bound).
@@ -47,11 +53,17 @@ def ratios(results: list[dict]) -> dict[str, dict[str, float | None]]:
     table = {}
     for result in results:
         row = {}
-        for figure, reference in RATIOS + LATENCY_RATIOS:
+        for figure, reference in (pair for group in _ratio_groups(results) for pair in group):
             value, ref = result.get(figure), by_method.get(reference, {}).get(figure)
             row[f"{figure}/{reference}"] = value / ref if value is not None and ref else None
         table[result["method"]] = row
     return table
+
+
+def _ratio_groups(results: list[dict]) -> tuple[tuple, ...]:
+    """The ratio tables of a report: QUANTIZED_RATIOS only when an nf4-* method ran."""
+    quantized = any(result["method"].startswith("nf4-") for result in results)
+    return (RATIOS, LATENCY_RATIOS, *((QUANTIZED_RATIOS,) if quantized else ()))
 
 
 # The timed samples behind each figure; throughputs are per-second inverses of these times.
@@ -133,7 +145,7 @@ def markdown(report: dict) -> str:
             f"| {_cell(r['trainable_params'])} |"
         )
     lines += ["", *_latency_table(report)]
-    for group in (RATIOS, LATENCY_RATIOS):
+    for group in _ratio_groups(results):
         headers = [f"{figure.removesuffix('_s').removesuffix('_bytes')} / {ref}" for figure, ref in group]
         lines += ["", "| method | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(headers)]
         for method, row in report["ratios"].items():

@@ -6,7 +6,9 @@ window covers the build and MEMORY_STEPS training steps; timed samples come afte
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -17,7 +19,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from prefixmemory import PrefixMemoryConfig
 
 from .memory import PeakMemory, release
-from .presets import FIGURES, METHODS
+from .presets import FIGURES, METHODS, QUANTIZED_PREFIX
 
 MEMORY_STEPS = 2  # training steps inside the peak-memory window: the second runs with AdamW state allocated
 
@@ -37,12 +39,28 @@ class Spec:
     seed: int = 0
     clock: str = "wall"
     cpu_heap: str | None = None  # "cached" once memory.cache_cpu_heap is in force
+    quantize_from: str | None = None  # the folder the nf4-* methods load their base from (see with_saved_base)
 
 
-def build_base_model(spec: Spec):
-    """A fresh frozen causal LM: the preset's geometry with random weights (seeded), or ``--model``'s checkpoint."""
+def build_base_model(spec: Spec, quantized: bool = False):
+    """A fresh frozen causal LM: the preset's geometry with random weights (seeded), or ``--model``'s checkpoint;
+    ``quantized``: the same weights loaded in 4-bit as LLaMA-Factory's `quantization_bit: 4` loads them."""
     torch.manual_seed(spec.seed)
-    if spec.model_path:
+    if quantized:
+        from transformers import BitsAndBytesConfig
+
+        config = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=spec.dtype,
+            bnb_4bit_quant_storage=spec.dtype,
+        )
+        path = spec.model_path or spec.quantize_from
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=spec.dtype, quantization_config=config, device_map={"": spec.device}
+        )
+    elif spec.model_path:
         model = AutoModelForCausalLM.from_pretrained(spec.model_path, dtype=spec.dtype).to(spec.device)
     else:
         settings = dict(spec.model)
@@ -51,6 +69,15 @@ def build_base_model(spec: Spec):
             model = AutoModelForCausalLM.from_config(config, dtype=spec.dtype)
     model.generation_config.pad_token_id = model.generation_config.eos_token_id = None
     return model.requires_grad_(False)
+
+
+def with_saved_base(spec: Spec, methods: list[str], folder: str) -> Spec:
+    """``spec`` whose nf4-* methods load the preset's random weights from ``folder``, written here once (outside any
+    measurement): bitsandbytes quantizes as a checkpoint loads."""
+    if spec.model_path or not any(method.startswith(QUANTIZED_PREFIX) for method in methods):
+        return spec
+    build_base_model(spec).save_pretrained(folder)
+    return dataclasses.replace(spec, quantize_from=folder)
 
 
 def peft_config(method: str):
@@ -129,8 +156,10 @@ class Runner:
         self.samples["train_step_s"].clear()  # the memory window's steps are warm-up, not samples
 
     def _build(self) -> None:
+        quantized = self.method.startswith(QUANTIZED_PREFIX)
         try:
-            self.model = apply_method(build_base_model(self.spec), self.method)
+            base = build_base_model(self.spec, quantized)
+            self.model = apply_method(base, self.method.removeprefix(QUANTIZED_PREFIX))
         except Exception as error:  # noqa: BLE001 - reported as "not available", the other methods still run
             self.unavailable.update(
                 {figure: _reason(error) for figure in ("train_step_s", "peak_mem_bytes", "prefill_s", "decode_s")}
@@ -311,11 +340,14 @@ def _time(runners: list[Runner], warmup: int, repeats: int) -> None:
                 runner.sample(kind)
 
 
-def _warm_process(spec: Spec) -> None:
-    """One untimed floor model, trained and run once, so one-off costs fall on no method measured."""
-    runner = Runner("floor", spec, _input_ids(spec))
-    runner.sample("infer")
-    runner.close()
+def _warm_process(spec: Spec, methods: list[str]) -> None:
+    """One untimed floor model (and one on a 4-bit base if asked for), trained and run once, so one-off costs fall
+    on no method measured."""
+    quantized = any(method.startswith(QUANTIZED_PREFIX) for method in methods)
+    for method in ("floor", *((QUANTIZED_PREFIX + "floor",) if quantized else ())):
+        runner = Runner(method, spec, _input_ids(spec))
+        runner.sample("infer")
+        runner.close()
 
 
 def _input_ids(spec: Spec) -> torch.Tensor:
@@ -335,7 +367,13 @@ def run(
 
     With ``profiles`` (a list), each method's profiler tables are appended to it after its samples are taken.
     """
-    _warm_process(spec)
+    with tempfile.TemporaryDirectory(prefix="prefixmemory-bench-") as folder:
+        spec = with_saved_base(spec, methods, folder)
+        return _run(spec, methods, warmup, repeats, schedule, profiles)
+
+
+def _run(spec: Spec, methods: list[str], warmup: int, repeats: int, schedule: str, profiles) -> list[dict]:
+    _warm_process(spec, methods)
     input_ids = _input_ids(spec)
     batches = [methods] if schedule == "interleaved" else [[method] for method in methods]
     results = []
