@@ -148,3 +148,13 @@ def assert_same_memories(got: dict, want: dict) -> None:
         assert tuple(got[key].shape) == MEMORY_SHAPES[key], f"{key}: {tuple(got[key].shape)} is not the full memory"
         assert want[key].abs().max() > 0.05  # trained well away from zero: the comparison means something
         torch.testing.assert_close(got[key], want[key], rtol=0, atol=ATOL_MEMORY, msg=key)
+
+
+def ray_train(python, config: dict, workdir: Path):
+    """``USE_RAY=1 llamafactory-cli train <yaml>`` (through cpu_ray.py), run by ``python``, an environment with Ray."""
+    path = write_config(config, workdir, Path(config["output_dir"]).name)
+    pythonpath = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+    # Ray gives each worker OMP_NUM_THREADS = its CPUs (10) unless set; torchrun gives 1, as here.
+    env = launcher_env(USE_RAY=1, OMP_NUM_THREADS=1, PYTHONPATH=pythonpath, RAY_USAGE_STATS_ENABLED=0)
+    process = start([str(python), "-m", "cpu_ray", "train", str(path)], env, workdir)
+    return finish(process, f"ray x{config['ray_num_workers']} {path.name}")
