@@ -78,20 +78,45 @@ def test_in_place_rotary_keeps_gradients(tiny_model, sample_ids, monkeypatch, ar
         torch.testing.assert_close(grads[key], grad, atol=1e-6, rtol=1e-5, msg=lambda m, key=key: f"{key}: {m}")
 
 
+class TritonRopeOnCpu:
+    """liger-kernel's ``_triton_rope`` kernel (ops/rope.py) written in torch, launched as ``kernel[grid](...)``.
+
+    Like the kernel it rotates the rotary part of q and k, laid out (B,T,H,D), in their own storage (through
+    ``.data``: a Triton store leaves autograd's version counters alone); the backward pass rotates by -sin.
+    """
+
+    def __getitem__(self, grid):
+        return self.run
+
+    @staticmethod
+    def run(q, q_row_stride, k, k_row_stride, cos, cos_row_stride, sin, sin_row_stride, *sizes, BLOCK_SIZE,
+            BACKWARD_PASS=False):  # fmt: skip
+        half = sizes[-1] // 2  # sizes: sl, bs, cos_bs, n_qh, n_kh, hd, pad_n_qh, pad_n_kh, pad_hd, pad_rd, rd
+        rd = 2 * half
+        cos_row, sin_row = cos[..., None, :half], sin[..., None, :half] * (-1 if BACKWARD_PASS else 1)
+        for x in (q, k):
+            x1, x2 = x[..., :half].to(cos.dtype, copy=True), x[..., half:rd].to(cos.dtype, copy=True)
+            x.data[..., :half] = (x1 * cos_row - x2 * sin_row).to(x.dtype)
+            x.data[..., half:rd] = (x2 * cos_row + x1 * sin_row).to(x.dtype)
+
+
 @pytest.mark.parametrize("architecture", ["qwen2", "qwen3"])
 @pytest.mark.parametrize("feature_map", ["gelu", "mlp"])
 def test_liger_rope_keeps_gradients(tiny_model, sample_ids, monkeypatch, architecture, feature_map):
-    """The real kernel, where liger-kernel imports and a GPU runs its Triton code."""
+    """liger-kernel's own rope (``enable_liger_kernel: true``): its autograd Function and layout code, with its Triton
+    kernel on a CUDA GPU, or that kernel written in torch elsewhere (Triton has no CPU driver)."""
     liger_rope = pytest.importorskip("liger_kernel.transformers.rope", reason="liger-kernel is not installed")
-    if not torch.cuda.is_available():
-        pytest.skip("liger-kernel's rope is a Triton kernel: it needs a CUDA GPU")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        monkeypatch.setattr(importlib.import_module("liger_kernel.ops.rope"), "_triton_rope", TritonRopeOnCpu())
 
-    def on_gpu(architecture):
-        return tiny_model(architecture).cuda()
+    def on_device(architecture):
+        return tiny_model(architecture).to(device)
 
-    args = (on_gpu, architecture, dict(feature_map=feature_map))
-    ids = sample_ids.cuda()
+    args = (on_device, architecture, dict(feature_map=feature_map))
+    ids = sample_ids.to(device)
     _, expected = _memory_gradients(*args, out_of_place_rotary, ids, monkeypatch, autocast=False)
     _, grads = _memory_gradients(*args, liger_rope.liger_rotary_pos_emb, ids, monkeypatch, autocast=False)
     for key, grad in expected.items():
+        assert torch.count_nonzero(grad) > 0, key
         torch.testing.assert_close(grads[key], grad, atol=1e-5, rtol=1e-4, msg=lambda m, key=key: f"{key}: {m}")
