@@ -30,7 +30,9 @@ class AttentionLayout:
     layers are the modules named ``{layers}.{i}`` (``language_model.layers`` keeps a vision tower's own
     ``layers`` out); a decoder layer without an ``attention_module`` child (a linear-attention layer) gets no
     memory. ``query_head_dim`` and ``value_head_dim`` name the attention module's attributes that give q's and the
-    output's per-head sizes (they differ in multi-head latent attention). ``note`` says what is unusual.
+    output's per-head sizes (they differ in multi-head latent attention), read under the same names from the text
+    config; ``full_attention_head_dim`` names the config's head size of its ``full_attention`` layers where they have
+    their own. ``note`` says what is unusual.
     """
 
     family: str
@@ -42,6 +44,7 @@ class AttentionLayout:
     layers: str = "layers"
     query_head_dim: str = "head_dim"
     value_head_dim: str = "head_dim"
+    full_attention_head_dim: str = ""
     note: str = ""
 
     def __post_init__(self):
@@ -97,8 +100,12 @@ ATTENTION_LAYOUTS: dict[str, AttentionLayout] = {
     "gemma2": AttentionLayout("Gemma 2", note=f"query scaling and logit soft-capping inside the softmax; {_SLIDING}"),
     "gemma3_text": AttentionLayout("Gemma 3 (text)", "q_norm", HEADS, note=_GEMMA3),
     "gemma3": AttentionLayout("Gemma 3", "q_norm", HEADS, layers="language_model.layers", note=_GEMMA3),
-    "gemma4_text": AttentionLayout("Gemma 4 (text)", "q_norm", note=_GEMMA4),
-    "gemma4": AttentionLayout("Gemma 4", "q_norm", layers="language_model.layers", note=_GEMMA4),
+    "gemma4_text": AttentionLayout(
+        "Gemma 4 (text)", "q_norm", full_attention_head_dim="global_head_dim", note=_GEMMA4
+    ),
+    "gemma4": AttentionLayout(
+        "Gemma 4", "q_norm", layers="language_model.layers", full_attention_head_dim="global_head_dim", note=_GEMMA4
+    ),
     "phi3": AttentionLayout("Phi-3 / Phi-4", "qkv_proj", FUSED_QKV, note="fused qkv_proj: q is its first slice"),
     "glm4": AttentionLayout("GLM-4", note="partial rotary comes after q is read"),
     "glm4_moe": AttentionLayout(
@@ -141,3 +148,34 @@ def attention_layout(model_type: str) -> AttentionLayout:
 def text_config(model_config: dict) -> dict:
     """The decoder's part of a config dict: its ``text_config`` in a vision-language model, else the config."""
     return model_config.get("text_config") or model_config
+
+
+def attention_geometry(model_config) -> dict[int, tuple[int, int, int]]:
+    """(query heads, q head dim, value head dim) of each decoder layer with softmax attention, by layer index, from a
+    model's config (a PretrainedConfig or config.json's dict), as its attention modules set them.
+
+    ``layer_types`` marks the layers without softmax attention (``linear_attention``: no memory) and those with
+    their own head size (``full_attention`` where the row names one). A dict is built into its transformers config
+    class first, so that sizes the class derives (DeepSeek-V3's qk_head_dim) are there as the modules see them.
+    """
+    if isinstance(model_config, dict):
+        from transformers import CONFIG_MAPPING
+
+        attention_layout(model_config.get("model_type"))  # unsupported: the ValueError with the supported list
+        model_config = CONFIG_MAPPING[model_config["model_type"]].from_dict(model_config)
+    layout = attention_layout(model_config.model_type)
+    text = model_config.get_text_config()
+    heads = text.num_attention_heads
+    types = getattr(text, "layer_types", None) or [None] * text.num_hidden_layers
+    geometry = {}
+    for index, kind in enumerate(types[: text.num_hidden_layers]):
+        if kind == "linear_attention":
+            continue
+        own = kind == "full_attention" and layout.full_attention_head_dim
+        own = own and getattr(text, layout.full_attention_head_dim, None)
+        sizes = [
+            own or getattr(text, name, None) or text.hidden_size // heads
+            for name in (layout.query_head_dim, layout.value_head_dim)
+        ]
+        geometry[index] = (heads, *sizes)
+    return geometry

@@ -105,9 +105,8 @@ class PrefixMemoryConfig(PeftConfig):
         where q is read: another model would load it partly, or not at all, without this check.
         """
         differ = [
-            f"`{name}` {getattr(self, name)} (this model: {value})"
-            for name, value in geometry.items()
-            if getattr(self, name) is not None and value is not None and getattr(self, name) != value
+            f"`{name}` {saved} (this model: {value})"
+            for name, saved, value in base_model_differences(vars(self), geometry)
         ]
         if differ:
             raise ValueError(f"This PrefixMemory adapter was made for another model: {', '.join(differ)}.")
@@ -120,6 +119,17 @@ class PrefixMemoryConfig(PeftConfig):
         """A saved adapter_config.json without ``memory_bias`` was written before the bias existed: it has none."""
         kwargs.setdefault("memory_bias", False)
         return super().check_kwargs(**kwargs)
+
+
+def base_model_differences(recorded: dict, geometry: dict) -> list[tuple[str, object, object]]:
+    """(name, recorded value, this model's) of each base-model fact (``base_*`` names) ``recorded`` (an adapter's
+    config fields, or its adapter_config.json) holds and ``geometry`` (this model's) differs in; a fact either side
+    lacks (an adapter saved before it was recorded, a config without it) is not compared."""
+    return [
+        (name, recorded[name], value)
+        for name, value in geometry.items()
+        if recorded.get(name) is not None and value is not None and recorded[name] != value
+    ]
 
 
 class ConfigValueError(ValueError):

@@ -12,7 +12,7 @@ import re
 import torch
 from torch import nn
 
-from .architectures import text_config
+from .architectures import attention_geometry, text_config
 
 # ``...layers.{i}.self_attn.{q_proj|q_norm}.prefixmemory_{memory|kernel}.{adapter}.{weight|bias}``
 _ADAPTER_KEY = re.compile(r"(?:^|\.)prefixmemory_(?:memory|kernel)\.([^.]+)\.[^.]+$")
@@ -121,4 +121,17 @@ def model_geometry(model_config: dict, attentions: dict[int, nn.Module], layout)
         "base_num_layers": text_config(model_config).get("num_hidden_layers"),
         "base_num_heads": None if attention is None else attention.config.num_attention_heads,
         "base_head_dim": None if attention is None else getattr(attention, layout.query_head_dim),
+    }
+
+
+def config_geometry(model_config: dict) -> dict:
+    """``model_geometry`` read from config.json's dict alone (before any weight loads): the same facts, the heads and
+    head_dim of the first layer with softmax attention as its module sets them (``attention_geometry``)."""
+    layers = attention_geometry(model_config)
+    heads, head_dim, _ = layers[min(layers)] if layers else (None, None, None)
+    return {
+        "base_model_type": model_config.get("model_type"),
+        "base_num_layers": text_config(model_config).get("num_hidden_layers"),
+        "base_num_heads": heads,
+        "base_head_dim": head_dim,
     }

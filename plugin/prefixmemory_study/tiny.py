@@ -113,10 +113,12 @@ ARCHITECTURES: dict[str, dict] = {
             projector_output_dim=32,
         ), **_LLAMA4, **_GQA,
     ),
+    # MLA expands its keys to every query head: num_key_value_heads must equal num_attention_heads, as in
+    # DeepSeek-V3's config (with 2 the base model itself fails whenever an attention mask is passed)
     "deepseek_v3": dict(
         template="deepseek3", model_type="deepseek_v3", q_lora_rank=32, kv_lora_rank=16, qk_nope_head_dim=16,
         qk_rope_head_dim=8, v_head_dim=12, n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
-        first_k_dense_replace=1, n_group=1, topk_group=1, **_GQA,
+        first_k_dense_replace=1, n_group=1, topk_group=1, num_attention_heads=4, num_key_value_heads=4,
     ),
 }  # fmt: skip
 

@@ -1,23 +1,32 @@
-"""One `llamafactory-cli train` SFT step per family of the architecture table, with the family's chat template.
+"""Every text family of the architecture table trained by LLaMA-Factory, one SFT step with the family's template.
 
-The unmodified CLI loads each tiny model folder (prefixmemory_study.tiny), applies the template, wraps the attention
-layers and trains one step: the run must end with a finite loss and an adapter holding one memory per attention
-layer at the place the family reads q. Vision-language models (a ``vision_config``), and text models whose
-template carries a multimodal plugin (qwen3_5, gemma4), are left to the method's tests: LLaMA-Factory then needs
-an image processor, which the tiny builder does not write. About 75-95 s per family on a loaded 2-core machine,
-hence slow.
+Two runs of the same YAML per family, each ending with a finite loss and an adapter that holds, for every softmax
+attention layer, a memory (and bias) shaped by that layer's geometry as the config gives it, at the module where
+the family reads q (tests/method/testing_common.py writes both down independently of the method):
+- ``test_family_trains`` (CI): all families in one process (train_in_one_process.py): LLaMA-Factory's own train
+  entry, ``run_exp``, reads each YAML as ``llamafactory-cli train`` does, with LLaMA-Factory imported once.
+- ``test_one_sft_step`` (slow): the unmodified ``llamafactory-cli train`` per family, one process each (75-95 s
+  each on a loaded 2-core machine).
+Vision-language models (a ``vision_config``), and text models whose template carries a multimodal plugin (qwen3_5,
+gemma4), are left to the method's tests: LLaMA-Factory then needs an image processor, which the tiny builder does
+not write.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from lfcli import logged_losses, run_cli
+import yaml
+from lfcli import OFFLINE_ENV, failure_report, logged_losses, run_cli
+from method.testing_common import QUERY_MODULE, attention_layers, layer_geometry
 from safetensors import safe_open
+from transformers import AutoConfig
 
-from prefixmemory.architectures import attention_layout
 from prefixmemory_study.tiny import ARCHITECTURES, save_tiny
 from prefixmemory_study.toydata import toy_train_config, write_toy_data
 
@@ -28,14 +37,7 @@ def _needs_processor(config: dict) -> bool:
     return "vision_config" in config or type(TEMPLATES[config["template"]].mm_plugin).__name__ != "BasePlugin"
 
 
-# DeepSeek-V3's one step fails inside the train step (tensor sizes 4 vs 8), not yet diagnosed: the method's tests
-# pass on the same tiny model.
-_OPEN = {"deepseek_v3": "llamafactory-cli train: RuntimeError, tensor sizes 4 vs 8 at dim 1 (open)"}
-TEXT_FAMILIES = [
-    pytest.param(key, marks=[pytest.mark.xfail(reason=_OPEN[key], strict=True)] if key in _OPEN else [])
-    for key, config in ARCHITECTURES.items()
-    if not _needs_processor(config)
-]
+TEXT_FAMILIES = [key for key, config in ARCHITECTURES.items() if not _needs_processor(config)]
 
 
 @pytest.fixture(scope="module")
@@ -43,24 +45,62 @@ def toy_data(tmp_path_factory):
     return write_toy_data(tmp_path_factory.mktemp("data"), rows=4)
 
 
+def _config(root: Path, toy_data: Path, architecture: str) -> dict:
+    """The family's one-step SFT YAML as a dict (its tiny model written under ``root``)."""
+    model = save_tiny(root / architecture / "model", architecture)
+    template = ARCHITECTURES[architecture]["template"]
+    return toy_train_config(
+        model, toy_data, root / architecture / "run", template=template, max_steps=1, cutoff_len=32,
+        per_device_train_batch_size=1,
+    )  # fmt: skip
+
+
+def check_trained(config: dict) -> None:
+    """A finite loss was logged, and the adapter has a memory and a bias of the layer's shape at every softmax
+    attention layer, all read at the family's query module."""
+    run = Path(config["output_dir"])
+    assert not (run / "error.txt").exists(), (run / "error.txt").read_text()
+    (loss,) = logged_losses(run)
+    assert math.isfinite(loss) and loss > 0
+    model_config = AutoConfig.from_pretrained(config["model_name_or_path"])
+    read_at = QUERY_MODULE.get(model_config.model_type, "q_proj")
+    expected = {}
+    for index in attention_layers(model_config):
+        heads, head_dim, value_dim = layer_geometry(model_config, index)
+        expected[f"layers.{index}.self_attn.{read_at}.prefixmemory_memory.weight"] = [heads, head_dim, value_dim]
+        expected[f"layers.{index}.self_attn.{read_at}.prefixmemory_memory.bias"] = [heads, 1, value_dim]
+    with safe_open(run / "adapter_model.safetensors", "pt") as adapter:
+        shapes = {name[name.index(".layers.") + 1 :]: adapter.get_slice(name).get_shape() for name in adapter.keys()}
+    assert shapes == expected
+
+
+@pytest.fixture(scope="module")
+def trained_in_one_process(tmp_path_factory, toy_data) -> dict[str, dict]:
+    """Every text family's YAML, all trained by one ``python train_in_one_process.py a.yaml b.yaml ...``."""
+    root = tmp_path_factory.mktemp("families")
+    configs = {architecture: _config(root, toy_data, architecture) for architecture in TEXT_FAMILIES}
+    paths = []
+    for architecture, config in configs.items():
+        paths.append(root / f"{architecture}.yaml")
+        paths[-1].write_text(yaml.safe_dump(config))
+    script = Path(__file__).with_name("train_in_one_process.py")
+    argv = [sys.executable, str(script), *map(str, paths)]
+    result = subprocess.run(
+        argv, cwd=root, env={**os.environ, **OFFLINE_ENV}, capture_output=True, text=True, timeout=1800
+    )
+    if result.returncode != 0:
+        raise AssertionError(failure_report(" ".join(argv[:2]), result))
+    return configs
+
+
+@pytest.mark.parametrize("architecture", TEXT_FAMILIES)
+def test_family_trains(trained_in_one_process, architecture):
+    check_trained(trained_in_one_process[architecture])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("architecture", TEXT_FAMILIES)
 def test_one_sft_step(tmp_path, toy_data, architecture):
-    model = save_tiny(tmp_path / "model", architecture)
-    template = ARCHITECTURES[architecture]["template"]
-    config = toy_train_config(
-        model, toy_data, tmp_path / "run", template=template, max_steps=1, cutoff_len=32, per_device_train_batch_size=1
-    )
+    config = _config(tmp_path, toy_data, architecture)
     run_cli("train", config, tmp_path)
-
-    (loss,) = logged_losses(tmp_path / "run")
-    assert math.isfinite(loss) and loss > 0
-    model_config = json.loads((model / "config.json").read_text())
-    layout = attention_layout(model_config["model_type"])
-    with safe_open(tmp_path / "run" / "adapter_model.safetensors", "pt") as adapter:
-        memories = [name for name in adapter.keys() if name.endswith("prefixmemory_memory.weight")]
-    read_at = {name.split(".prefixmemory_memory")[0].rsplit(".", 1)[1] for name in memories}
-    assert read_at <= set(layout.query_modules) and len(read_at) == 1, read_at
-    layer_types = model_config.get("layer_types")
-    attention_layers = model_config["num_hidden_layers"] - (layer_types or []).count("linear_attention")
-    assert len(memories) == attention_layers
+    check_trained(config)

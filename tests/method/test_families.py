@@ -12,7 +12,8 @@ import pytest
 import torch
 from peft import PeftModel
 
-from prefixmemory.architectures import ATTENTION_LAYOUTS
+from prefixmemory.architectures import ATTENTION_LAYOUTS, attention_geometry
+from prefixmemory.loading import config_geometry
 
 from .testing_common import (
     FAMILY_CASES,
@@ -45,8 +46,8 @@ def test_every_family_has_a_tiny_model():
 def expected_parameters(model, config_kwargs: dict) -> int:
     """Per attention layer: M (heads x F x Dv), its bias (heads x Dv), the mlp kernel (heads x (D x F + F))."""
     total = 0
-    for index in attention_layers(model):
-        heads, head_dim, value_dim = layer_geometry(model, index)
+    for index in attention_layers(model.config):
+        heads, head_dim, value_dim = layer_geometry(model.config, index)
         features = config_kwargs.get("feature_dim") or head_dim
         kernel = heads * (head_dim * features + features) if config_kwargs["feature_map"] == "mlp" else 0
         total += heads * features * value_dim + heads * value_dim + kernel
@@ -60,6 +61,7 @@ def test_family(tiny_model, batch_ids, tmp_path, architecture, config_kwargs):
     base = logits(reference, batch_ids)
     assert torch.equal(logits(model, batch_ids), base), "zero memories changed the base model"
     assert model.get_nb_trainable_parameters()[0] == expected_parameters(reference, config_kwargs)
+    _check_config_geometry(model, reference.config)
 
     values = random_adapter(reference, config_kwargs["feature_map"], config_kwargs.get("feature_dim"))
     load_adapter_values(model, values)
@@ -75,6 +77,16 @@ def test_family(tiny_model, batch_ids, tmp_path, architecture, config_kwargs):
     model.save_pretrained(tmp_path)
     loaded = PeftModel.from_pretrained(tiny_model(architecture), tmp_path).eval()
     assert torch.equal(logits(loaded, batch_ids), adapted)
+
+
+def _check_config_geometry(model, config) -> None:
+    """What the LLaMA-Factory checks read from config.json alone (before weights load) is what the modules give: the
+    per-layer sizes, and the base model the adapter records."""
+    as_json = config.to_dict()
+    expected = {index: layer_geometry(config, index) for index in attention_layers(config)}
+    assert attention_geometry(as_json) == attention_geometry(config) == expected
+    recorded = {name: getattr(model.peft_config["default"], name) for name in config_geometry(as_json)}
+    assert config_geometry(as_json) == recorded
 
 
 def _check_gradients(model, reference, values, input_ids) -> None:

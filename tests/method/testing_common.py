@@ -87,24 +87,26 @@ def geometry(model) -> tuple[int, int, int]:
     return config.num_hidden_layers, config.num_attention_heads, head_dim
 
 
-def layer_geometry(model, index: int) -> tuple[int, int, int]:
-    """(query heads, q head dim, output head dim) of decoder layer ``index``, from the config: DeepSeek-V3's
+def layer_geometry(config, index: int) -> tuple[int, int, int]:
+    """(query heads, q head dim, output head dim) of decoder layer ``index``, from a model's config: DeepSeek-V3's
     query heads are nope + rope parts and its value heads v_head_dim; Gemma 4's full-attention layers use
     global_head_dim."""
-    config = model.config.get_text_config()
-    _, heads, head_dim = geometry(model)
-    if model.config.model_type == "deepseek_v3":
-        return heads, config.qk_nope_head_dim + config.qk_rope_head_dim, config.v_head_dim
-    if config.model_type == "gemma4_text" and config.layer_types[index] == "full_attention":
-        return heads, config.global_head_dim, config.global_head_dim
+    text = config.get_text_config()
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    if config.model_type == "deepseek_v3":
+        return heads, text.qk_nope_head_dim + text.qk_rope_head_dim, text.v_head_dim
+    if text.model_type == "gemma4_text" and text.layer_types[index] == "full_attention":
+        return heads, text.global_head_dim, text.global_head_dim
     return heads, head_dim, head_dim
 
 
-def attention_layers(model) -> list[int]:
-    """Decoder layers with softmax attention: Qwen3.5's Gated DeltaNet layers (layer_types) have none."""
-    config = model.config.get_text_config()
-    types = getattr(config, "layer_types", None) if config.model_type.startswith("qwen3_5") else None
-    return [i for i in range(config.num_hidden_layers) if types is None or types[i] == "full_attention"]
+def attention_layers(config) -> list[int]:
+    """Decoder layers with softmax attention, from a model's config: Qwen3.5's Gated DeltaNet layers (layer_types)
+    have none."""
+    text = config.get_text_config()
+    types = getattr(text, "layer_types", None) if text.model_type.startswith("qwen3_5") else None
+    return [i for i in range(text.num_hidden_layers) if types is None or types[i] == "full_attention"]
 
 
 def decoder_layers(model):
@@ -123,8 +125,8 @@ def random_adapter(
         return torch.randn(*shape, generator=generator) * std
 
     values = {}
-    for index in attention_layers(model) if layers is None else layers:
-        heads, head_dim, value_dim = layer_geometry(model, index)
+    for index in attention_layers(model.config) if layers is None else layers:
+        heads, head_dim, value_dim = layer_geometry(model.config, index)
         features = feature_dim if feature_map == "mlp" and feature_dim else head_dim
         values[index] = LayerAdapter(feature_map, randn(heads, features, value_dim, std=scale))
         if feature_map == "mlp":
@@ -210,7 +212,7 @@ def eq7_hooks(model, adapters: list[dict[int, LayerAdapter]]):
     handles, captured, fired = [], {}, {}
     for index in sorted(set().union(*adapters)):
         attention = decoder_layers(model)[index].self_attn
-        heads, head_dim, _ = layer_geometry(model, index)
+        heads, head_dim, _ = layer_geometry(model.config, index)
 
         def capture(module, args, output, index=index, heads=heads, head_dim=head_dim):
             if holds == "heads_first":
