@@ -9,25 +9,26 @@ import pytest
 import torch
 from peft import LoraConfig, PrefixTuningConfig, get_peft_model
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
 import prefixmemory
 from prefixmemory_patches.errors import PrefixMemoryError
 
 
-def _save_adapter(model_dir: Path, folder: Path, config=None) -> Path:
+def _save_adapter(model_dir: Path, folder: Path, config=None, recorded: bool = False) -> Path:
     """A saved adapter of ``model_dir`` with random (non-zero) weights, as adapters saved before the base model was
-    recorded in adapter_config.json: only its tensors say which model it fits."""
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(model_dir), config or prefixmemory.PrefixMemoryConfig()
-    )
+    recorded in adapter_config.json (unless ``recorded``): only its tensors say which model it fits."""
+    vision = "vision_config" in json.loads((model_dir / "config.json").read_text())
+    auto = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+    model = get_peft_model(auto.from_pretrained(model_dir), config or prefixmemory.PrefixMemoryConfig())
     with torch.no_grad():
         for parameter in model.parameters():
             if parameter.requires_grad:
                 parameter.normal_(0, 0.1)
     model.save_pretrained(folder)
-    _edit_config(folder, lambda config: {k: v for k, v in config.items() if k == "base_model_name_or_path" or
-                                         not k.startswith("base_")})  # fmt: skip
+    if not recorded:
+        _edit_config(folder, lambda config: {k: v for k, v in config.items() if k == "base_model_name_or_path" or
+                                             not k.startswith("base_")})  # fmt: skip
     return folder
 
 
@@ -130,9 +131,9 @@ def test_export_folder_serves_its_adapter(tiny_qwen2, adapters, tmp_path):
     [
         ("four layers", "tiny", "`adapter_name_or_path` {adapter} adapts layers [2, 3] out of range: the model in "
          "`model_name_or_path` {model} has 2 decoder layers (0-1)."),
-        ("pmt", "four layers", "`adapter_name_or_path` {adapter} adapts layers 0-1, all layers of the model it was "
-         "trained on; the model in `model_name_or_path` {model} has 4 decoder layers; use it with the model it was "
-         "trained on."),
+        ("pmt", "four layers", "`adapter_name_or_path` {adapter} adapts layers 0-1, all attention layers of the "
+         "model it was trained on; the model in `model_name_or_path` {model} has attention layers 0-3; use it with "
+         "the model it was trained on."),
         ("pmt", "qwen3", "`adapter_name_or_path` {adapter} was trained on another architecture: it reads q at "
          "q_proj, the model in `model_name_or_path` {model} (model_type `qwen3`) at q_norm; use it with the model it "
          "was trained on."),
@@ -145,6 +146,57 @@ def test_export_folder_serves_its_adapter(tiny_qwen2, adapters, tmp_path):
 def test_adapter_that_does_not_fit_the_model_is_refused(adapter, model, message, models, adapters, tmp_path):
     found = _refusal(_train_args, models[model], tmp_path / "out", adapter_name_or_path=str(adapters[adapter]))
     assert found == message.format(adapter=adapters[adapter], model=models[model])
+
+
+# Families whose sizes the top level of config.json does not give: a vision-language model's text_config, DeepSeek-V3's
+# q (nope + rope) and value head dims, Gemma 4's full-attention head_dim, Qwen3.5's layers without softmax attention,
+# GLM-4-MoE reading q_proj where use_qk_norm is off (its fallback module).
+FAMILIES = {
+    "qwen2_5_vl": {}, "deepseek_v3": {}, "gemma4_text": {}, "qwen3_5_text": {}, "glm4_moe": {"use_qk_norm": False},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def family_models(tmp_path_factory) -> dict[str, Path]:
+    from prefixmemory_study.tiny import save_tiny
+
+    root = tmp_path_factory.mktemp("families")
+    return {name: save_tiny(root / name, name, **overrides) for name, overrides in FAMILIES.items()}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_adapters_of_every_family_fit_their_model(family, family_models, tmp_path):
+    """Their own adapters pass the checks, recorded or not, with the mlp kernel (q head dim in, F out) too."""
+    config = prefixmemory.PrefixMemoryConfig(feature_map="mlp", feature_dim=8)
+    for recorded in (False, True):
+        adapter = _save_adapter(family_models[family], tmp_path / f"adapter-{recorded}", config, recorded)
+        model_args, *_ = _train_args(family_models[family], tmp_path / "out", adapter_name_or_path=str(adapter))
+        assert model_args.adapter_name_or_path == [str(adapter)]
+
+
+def test_adapter_of_another_value_head_dim_is_refused(family_models, tmp_path):
+    """DeepSeek-V3: memories are (heads, q head dim, v_head_dim); another v_head_dim does not fit."""
+    from prefixmemory_study.tiny import save_tiny
+
+    other = save_tiny(tmp_path / "v16", "deepseek_v3", v_head_dim=16)
+    adapter = _save_adapter(other, tmp_path / "adapter")
+    model = family_models["deepseek_v3"]
+    message = _refusal(_train_args, model, tmp_path / "out", adapter_name_or_path=str(adapter))
+    assert message == (
+        f"`adapter_name_or_path` {adapter} does not fit the model in `model_name_or_path` {model}: "
+        "`layers.0.self_attn.q_b_proj.prefixmemory_memory.bias` is [4, 1, 16], the model needs [4, 1, 12] (4 query "
+        "heads, q head dim 24, value 12); use it with the model it was trained on."
+    )
+
+
+def test_layers_without_softmax_attention_are_refused(family_models, tmp_path):
+    """Qwen3.5's layer 0 is a Gated DeltaNet layer (tiny config: linear, full)."""
+    model = family_models["qwen3_5_text"]
+    message = _refusal(_train_args, model, tmp_path / "out", pmt_layers="0,1")
+    assert message == (
+        f"`pmt_layers` [0]: those decoder layers of the model in `model_name_or_path` {model} have no softmax "
+        "attention to add a memory to; its attention layers are 1."
+    )
 
 
 def test_adapter_made_for_another_model_is_refused_from_its_config(models, adapters, tmp_path):
@@ -184,7 +236,7 @@ def test_adapter_larger_than_the_model_is_refused(models, tmp_path):
     # 2 layers x (4 heads x F x 16 (M) + 4 x 16 (its bias) + 4 x (16 x F + F) (the kernel)), F = 2**31
     assert message.startswith("`pmt_feature_dim` 2147483648 makes an adapter of 566,935,683,200 parameters, more ")
     assert message.endswith(
-        f"than the whole model in `model_name_or_path` {models['tiny']} (about 153,600); choose a smaller "
+        f"than the whole model in `model_name_or_path` {models['tiny']} (about 155,648); choose a smaller "
         "`pmt_feature_dim` (default: head_dim)."
     )
 

@@ -13,7 +13,7 @@ import re
 from ...errors import PrefixMemoryError
 
 # A PrefixMemory tensor in an adapter file: the layer, the module that reads q, which weight, which part of it.
-_ADAPTER_TENSOR = re.compile(r"layers\.(\d+)\.self_attn\.(\w+)\.prefixmemory_(memory|kernel)\.(weight|bias)$")
+_ADAPTER_TENSOR = re.compile(r"layers\.(\d+)\.\w+\.(\w+)\.prefixmemory_(memory|kernel)\.(weight|bias)$")
 
 
 def read_model_config(model_name_or_path: str) -> dict | None:
@@ -28,26 +28,45 @@ def read_model_config(model_name_or_path: str) -> dict | None:
         raise PrefixMemoryError(f"`model_name_or_path` {path} is unreadable ({err}).") from None
 
 
+def layer_geometry(model_config: dict) -> dict[int, tuple[int, int, int]] | None:
+    """(query heads, q head dim, value head dim) per decoder layer with softmax attention, as the method reads them
+    (``attention_geometry``: a vision-language model's text_config, DeepSeek-V3's qk/v head dims, Gemma 4's
+    full-attention head_dim); None for a config without the decoder's sizes (nothing to compare against)."""
+    from prefixmemory.architectures import attention_geometry, text_config
+
+    if not {"hidden_size", "num_attention_heads", "num_hidden_layers"} <= set(text_config(model_config)):
+        return None
+    return attention_geometry(model_config)
+
+
 def check_model_fits(model_config: dict, layers, model_name_or_path: str, source: str) -> None:
-    """Refuse an architecture PrefixMemory has no layout for, and ``layers`` (named by ``source``) beyond its depth."""
-    from prefixmemory.architectures import attention_layout
+    """Refuse an architecture PrefixMemory has no layout for, and ``layers`` (named by ``source``) beyond its depth or
+    without softmax attention (Qwen3.5's Gated DeltaNet layers)."""
+    from prefixmemory.architectures import attention_layout, text_config
 
     try:
         attention_layout(model_config.get("model_type"))
     except ValueError as err:
         raise PrefixMemoryError(f"`model_name_or_path` {model_name_or_path}: {err}") from None
-    num_layers = model_config.get("num_hidden_layers")
+    model = f"the model in `model_name_or_path` {model_name_or_path}"
+    num_layers = text_config(model_config).get("num_hidden_layers")
     out_of_range = [i for i in layers or () if num_layers is not None and i >= num_layers]
     if out_of_range:
         raise PrefixMemoryError(
-            f"{source} {out_of_range} out of range: the model in `model_name_or_path` {model_name_or_path} has "
-            f"{num_layers} decoder layers (0-{num_layers - 1})."
+            f"{source} {out_of_range} out of range: {model} has {num_layers} decoder layers (0-{num_layers - 1})."
+        )
+    geometry = layer_geometry(model_config) if layers else None
+    without = [i for i in layers or () if geometry is not None and i not in geometry]
+    if without:
+        raise PrefixMemoryError(
+            f"{source} {without}: those decoder layers of {model} have no softmax attention to add a memory to; its "
+            f"attention layers are {_span(geometry)}."
         )
 
 
 def check_adapter_fits(model_config: dict, saved, header: dict, model_name_or_path: str, where: str) -> None:
-    """The tensors of a PrefixMemory adapter (names and shapes, from its safetensors header) fit this model: the same
-    place q is read (q_proj, or Qwen3's q_norm), every layer it adapts, the same heads and head_dim.
+    """The tensors of a PrefixMemory adapter (names and shapes, from its safetensors header) fit this model: a place
+    the family reads q at, every attention layer it adapts, each layer's heads and head sizes.
 
     ``saved`` is the adapter's PrefixMemoryConfig, ``where`` names the adapter (`adapter_name_or_path` run).
     """
@@ -56,35 +75,35 @@ def check_adapter_fits(model_config: dict, saved, header: dict, model_name_or_pa
     found = [(match, entry["shape"]) for name, entry in header.items() if (match := _ADAPTER_TENSOR.search(name))]
     model = f"the model in `model_name_or_path` {model_name_or_path}"
     model_type = model_config.get("model_type")
-    query_module = attention_layout(model_type).query_module
-    read_at = sorted({match.group(2) for match, _ in found} - {query_module})
+    query_modules = attention_layout(model_type).query_modules
+    read_at = sorted({match.group(2) for match, _ in found} - set(query_modules))
     if read_at:
         raise PrefixMemoryError(
             f"{where} was trained on another architecture: it reads q at {read_at[0]}, {model} (model_type "
-            f"`{model_type}`) at {query_module}; use it with the model it was trained on."
+            f"`{model_type}`) at {' or '.join(query_modules)}; use it with the model it was trained on."
         )
-    num_layers = model_config.get("num_hidden_layers")
     layers = sorted({int(match.group(1)) for match, _ in found})
     check_model_fits(model_config, layers, model_name_or_path, f"{where} adapts layers")
-    if saved.layers is None and num_layers is not None and layers and layers != list(range(num_layers)):
+    geometry = layer_geometry(model_config)
+    if saved.layers is None and geometry is not None and layers and layers != sorted(geometry):
         raise PrefixMemoryError(
-            f"{where} adapts layers 0-{layers[-1]}, all layers of the model it was trained on; {model} has "
-            f"{num_layers} decoder layers; use it with the model it was trained on."
+            f"{where} adapts layers {_span(layers)}, all attention layers of the model it was trained on; {model} "
+            f"has attention layers {_span(geometry)}; use it with the model it was trained on."
         )
-    _check_tensor_shapes(model_config, saved, found, model, where)
+    if geometry is not None:
+        _check_tensor_shapes(geometry, saved, found, model, where)
 
 
 def check_recorded_model(model_config: dict, adapter_config: dict, model_name_or_path: str, where: str) -> None:
     """The base model an adapter records in adapter_config.json (`base_model_type`, `base_num_layers`,
-    `base_num_heads`, `base_head_dim`; adapters saved before it was recorded have none) is this one."""
-    _, heads, _, head_dim = _heads(model_config)
-    ours = {"model_type": model_config.get("model_type"), "num_layers": model_config.get("num_hidden_layers")}
-    ours.update(num_heads=heads, head_dim=head_dim)
-    differ = [
-        f"{name} {recorded} vs {value}"
-        for name, value in ours.items()
-        if (recorded := adapter_config.get("base_" + name)) is not None and recorded != value
-    ]
+    `base_num_heads`, `base_head_dim`; adapters saved before it was recorded have none) is this one, compared as the
+    method compares it when the adapter loads."""
+    from prefixmemory.config import base_model_differences
+    from prefixmemory.loading import config_geometry
+
+    ours = config_geometry(model_config) if layer_geometry(model_config) is not None else {}
+    ours.setdefault("base_model_type", model_config.get("model_type"))
+    differ = [f"{name[5:]} {saved} vs {value}" for name, saved, value in base_model_differences(adapter_config, ours)]
     if differ:
         raise PrefixMemoryError(
             f"{where} was made for another model: {'; '.join(differ)} (adapter vs the model in `model_name_or_path` "
@@ -92,56 +111,75 @@ def check_recorded_model(model_config: dict, adapter_config: dict, model_name_or
         )
 
 
-def _check_tensor_shapes(model_config: dict, saved, found, model: str, where: str) -> None:
-    """Each memory is (heads, feature_dim, head_dim), its bias (heads, 1, head_dim), the mlp kernel (heads, head_dim,
-    feature_dim) and its bias (heads, 1, feature_dim), with this model's heads and head_dim."""
-    _, heads, _, head_dim = _heads(model_config)
-    feature_dim = saved.feature_dim or head_dim
-    expected = {
-        ("memory", "weight"): [heads, feature_dim, head_dim],
-        ("memory", "bias"): [heads, 1, head_dim],
-        ("kernel", "weight"): [heads, head_dim, feature_dim],
-        ("kernel", "bias"): [heads, 1, feature_dim],
-    }
+def _check_tensor_shapes(geometry: dict, saved, found, model: str, where: str) -> None:
+    """Each memory is (heads, feature_dim, value head dim), its bias (heads, 1, value head dim), the mlp kernel
+    (heads, q head dim, feature_dim) and its bias (heads, 1, feature_dim), with the layer's heads and head sizes."""
     for match, shape in found:
-        wanted = expected[match.group(3), match.group(4)]
+        heads, head_dim, value_dim = geometry[int(match.group(1))]
+        feature_dim = saved.feature_dim or head_dim
+        wanted = {
+            ("memory", "weight"): [heads, feature_dim, value_dim],
+            ("memory", "bias"): [heads, 1, value_dim],
+            ("kernel", "weight"): [heads, head_dim, feature_dim],
+            ("kernel", "bias"): [heads, 1, feature_dim],
+        }[match.group(3), match.group(4)]
         if list(shape) != wanted:
+            sizes = f"head_dim {head_dim}" if head_dim == value_dim else f"q head dim {head_dim}, value {value_dim}"
             raise PrefixMemoryError(
                 f"{where} does not fit {model}: `{match.group(0)}` is {list(shape)}, the model needs {wanted} "
-                f"({heads} query heads, head_dim {head_dim}); use it with the model it was trained on."
+                f"({heads} query heads, {sizes}); use it with the model it was trained on."
             )
 
 
+def _span(layers) -> str:
+    """``0-3`` for consecutive layers, else ``1, 3``."""
+    layers = sorted(layers)
+    consecutive = layers == list(range(layers[0], layers[-1] + 1))
+    return f"{layers[0]}-{layers[-1]}" if consecutive and len(layers) > 1 else ", ".join(map(str, layers))
+
+
 def _heads(model_config: dict) -> tuple[int, int, int, int]:
-    hidden, heads = model_config["hidden_size"], model_config["num_attention_heads"]
-    kv_heads = model_config.get("num_key_value_heads") or heads
-    head_dim = model_config.get("head_dim") or hidden // heads
+    from prefixmemory.architectures import text_config
+
+    text = text_config(model_config)
+    hidden, heads = text["hidden_size"], text["num_attention_heads"]
+    kv_heads = text.get("num_key_value_heads") or heads
+    head_dim = text.get("head_dim") or hidden // heads
     return hidden, heads, kv_heads, head_dim
 
 
 def adapter_parameters(model_config: dict, peft_config) -> int:
-    """Trainable parameters of the adapter: per adapted layer, M (heads x F x head_dim), its bias, the mlp kernel."""
+    """Trainable parameters of the adapter: per adapted layer, M (heads x F x value head dim), its bias, the mlp
+    kernel (heads x (q head dim x F + F)), with each layer's sizes."""
     from prefixmemory.feature_maps import takes_feature_dim
 
-    _, heads, _, head_dim = _heads(model_config)
-    layers = len(peft_config.layers) if peft_config.layers else model_config["num_hidden_layers"]
-    feature_dim = peft_config.feature_dim or head_dim
-    kernel = heads * (head_dim * feature_dim + feature_dim) if takes_feature_dim(peft_config.feature_map) else 0
-    bias = heads * head_dim if peft_config.memory_bias else 0
-    return layers * (heads * feature_dim * head_dim + bias + kernel)
+    geometry = layer_geometry(model_config) or {}  # none: model_parameters raises KeyError for that config
+    total = 0
+    for index in peft_config.layers or geometry:
+        heads, head_dim, value_dim = geometry[index]
+        feature_dim = peft_config.feature_dim or head_dim
+        kernel = heads * (head_dim * feature_dim + feature_dim) if takes_feature_dim(peft_config.feature_map) else 0
+        bias = heads * value_dim if peft_config.memory_bias else 0
+        total += heads * feature_dim * value_dim + bias + kernel
+    return total
 
 
 def attention_parameters(model_config: dict) -> int:
     """Weights of the q, k, v and o projections over all decoder layers (biases left out)."""
+    from prefixmemory.architectures import text_config
+
     hidden, heads, kv_heads, head_dim = _heads(model_config)
-    return model_config["num_hidden_layers"] * hidden * head_dim * (2 * heads + 2 * kv_heads)
+    return text_config(model_config)["num_hidden_layers"] * hidden * head_dim * (2 * heads + 2 * kv_heads)
 
 
 def model_parameters(model_config: dict) -> int:
     """About the base model's parameter count: embeddings, (untied) head, attention and gated MLP weights."""
-    hidden, vocab = model_config["hidden_size"], model_config.get("vocab_size", 0)
+    from prefixmemory.architectures import text_config
+
+    text = text_config(model_config)
+    hidden, vocab = text["hidden_size"], text.get("vocab_size", 0)
     embeddings = vocab * hidden * (1 if model_config.get("tie_word_embeddings", False) else 2)
-    mlp = model_config["num_hidden_layers"] * 3 * hidden * model_config.get("intermediate_size", 4 * hidden)
+    mlp = text["num_hidden_layers"] * 3 * hidden * text.get("intermediate_size", 4 * hidden)
     return embeddings + attention_parameters(model_config) + mlp
 
 
