@@ -38,6 +38,9 @@ UPSTREAM_FORWARDS: dict[str, tuple[str, ...]] = {
     ),
     "llama4_scaling": (*_SPLIT, "rotary_emb", "do_llama_4_scaling", "_get_llama_4_attn_scale", "attn", "o_proj"),
 }  # fmt: skip
+# The model's method that reorders q_proj's rows at load (Llama 4: rotary pairs to halves); seams.py checks that
+# exactly the implementations marked ``pairs_to_halves`` have it.
+REORDERS_Q = "permute_qk_weight_for_rotary"
 # What the copied forwards and ``install_memories`` read of the attention module besides the forward's names.
 INSTANCE_ATTRIBUTES = ("total_num_heads", "head_dim")
 
@@ -45,11 +48,14 @@ INSTANCE_ATTRIBUTES = ("total_num_heads", "head_dim")
 @dataclass(frozen=True)
 class Implementation:
     """One vLLM model class the plugin extends: ``model`` and ``attention`` as ``module.Class`` under
-    ``vllm.model_executor.models``; ``forward`` keys the copied forward and the upstream shape it follows."""
+    ``vllm.model_executor.models``; ``forward`` keys the copied forward and the upstream shape it follows.
+    ``pairs_to_halves``: the model reorders each head's q_proj rows as it loads them (``REORDERS_Q``), so the
+    memories' q axis is reordered alike."""
 
     model: str
     attention: str
     forward: str
+    pairs_to_halves: bool = False
 
     def __post_init__(self):
         if self.forward not in UPSTREAM_FORWARDS:
@@ -117,7 +123,9 @@ SERVED: dict[str, Family] = {
         _one("glm4_moe.Glm4MoeForCausalLM", "glm4_moe.Glm4MoeAttention", "switched_head_norm"),
     ),
     "llama4_text": Family(
-        "Llama4ForCausalLM", "q_proj", _one("llama4.Llama4ForCausalLM", "llama4.Llama4Attention", "llama4")
+        "Llama4ForCausalLM",
+        "q_proj",
+        (Implementation("llama4.Llama4ForCausalLM", "llama4.Llama4Attention", "llama4", pairs_to_halves=True),),
     ),
 }
 

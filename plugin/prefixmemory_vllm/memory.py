@@ -26,6 +26,14 @@ def shard_heads(full: torch.Tensor, tp_rank: int, tp_size: int) -> torch.Tensor:
     return full.narrow(0, tp_rank * per_rank, per_rank)
 
 
+def pairs_to_halves(full: torch.Tensor) -> torch.Tensor:
+    """Reorder dim 1 (one head's q dims) from rotary pairs (0, 1), (2, 3), ... to halves (0, 2, ...), (1, 3, ...), as
+    vLLM reorders q_proj's rows when it loads Llama 4: phi is elementwise, so phi(q) is reordered alike and the
+    memory (or the mlp kernel's weight) must be too for ``phi(q) @ M`` to keep its value."""
+    heads, dims = full.shape[:2]
+    return full.reshape(heads, dims // 2, 2, -1).transpose(1, 2).reshape(full.shape)
+
+
 class PrefixMemory(nn.Module):
     """One attention layer's memories, this rank's heads only; ``forward(q)`` is the term added to o_proj's input."""
 
@@ -40,6 +48,7 @@ class PrefixMemory(nn.Module):
         layer: int,
         tp_rank: int | None = None,
         tp_size: int | None = None,
+        pairs_to_halves: bool = False,
     ):
         super().__init__()
         if feature_map not in FEATURE_MAPS:
@@ -51,6 +60,7 @@ class PrefixMemory(nn.Module):
         if total_num_heads % tp_size:
             raise ValueError(f"{total_num_heads} query heads cannot be split over tensor_parallel_size={tp_size}.")
         self.layer, self.tp_rank, self.tp_size = layer, tp_rank, tp_size
+        self.pairs_to_halves = pairs_to_halves
         self.num_heads, self.head_dim = total_num_heads // tp_size, head_dim
         self.feature_map = feature_map
         feature_dim = (feature_dim or head_dim) if feature_map == "mlp" else head_dim
@@ -70,14 +80,19 @@ class PrefixMemory(nn.Module):
         """Copy this rank's query heads of a full checkpoint tensor into ``parameter``. A tensor of another head count
         is refused even where this rank's slice of it would fit (9 heads over tp 2: 4 each, the ninth dropped)."""
         expected = (self.num_heads * self.tp_size, *parameter.shape[1:])  # all query heads: the rank's slice fits
+        name = self._name(parameter)
         if tuple(loaded.shape) != expected:
-            name = next(name for name, own in self.named_parameters() if own is parameter)
             raise ValueError(
                 f"{WEIGHTS_FILE}: {memory_key(self.layer, name)} has shape {tuple(loaded.shape)}, this model expects "
                 f"{expected} (its {expected[0]} query heads first; rank {self.tp_rank} of {self.tp_size} holds "
                 f"{tuple(parameter.shape)})."
             )
+        if self.pairs_to_halves and name == ("memory" if self.kernel_weight is None else "kernel_weight"):
+            loaded = pairs_to_halves(loaded)  # the tensor whose dim 1 is indexed by q's dims
         parameter.data.copy_(shard_heads(loaded, self.tp_rank, self.tp_size))
+
+    def _name(self, parameter: nn.Parameter) -> str:
+        return next(name for name, own in self.named_parameters() if own is parameter)
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         """q: this rank's pre-rotary queries (tokens, H*D). Returns the term (tokens, H*D) in q's dtype."""

@@ -140,7 +140,7 @@ FORWARDS = {
 }
 
 
-def install_memories(model, hf_config, base_cls: type, memory_cls: type) -> None:
+def install_memories(model, hf_config, base_cls: type, memory_cls: type, pairs_to_halves: bool = False) -> None:
     """Give the adapted decoder layers of ``model`` (vLLM's *Model, with .layers) their memories."""
     settings = getattr(hf_config, CONFIG_KEY, None)
     if not isinstance(settings, dict):
@@ -163,6 +163,7 @@ def install_memories(model, hf_config, base_cls: type, memory_cls: type) -> None
             feature_dim=settings.get("feature_dim"),
             bias=bool(settings.get("bias", False)),
             layer=i,
+            pairs_to_halves=pairs_to_halves,
         )
 
 
@@ -188,7 +189,8 @@ def memory_model(family: Family) -> type:
 
     def __init__(self, *, vllm_config, prefix: str = "", **kwargs):
         model_cls.__init__(self, vllm_config=vllm_config, prefix=prefix, **kwargs)
-        install_memories(self.model, vllm_config.model_config.hf_config, attention_cls, attention)
+        hf_config = vllm_config.model_config.hf_config
+        install_memories(self.model, hf_config, attention_cls, attention, chosen.pairs_to_halves)
 
     return type(family.memory_architecture, (model_cls,), {"__init__": __init__, "__module__": __name__})
 

@@ -14,7 +14,7 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
-from .families import INSTANCE_ATTRIBUTES, UPSTREAM_FORWARDS, Family, Implementation
+from .families import INSTANCE_ATTRIBUTES, REORDERS_Q, UPSTREAM_FORWARDS, Family, Implementation
 
 # The vLLM releases whose source these checks were run on (the CPU builds served, the others read).
 CHECKED_VLLM = ("0.11.0", "0.32.0", "0.33.0", "0.34.0")
@@ -87,6 +87,9 @@ def problem(impl: Implementation, read: Reader) -> str | None:
     lacking = [attribute for attribute in INSTANCE_ATTRIBUTES if attribute not in assigned]
     if lacking:
         return f"{name}.__init__ no longer sets self.{', self.'.join(lacking)}"
+    if (_method(_class(impl.model, read), REORDERS_Q) is not None) != impl.pairs_to_halves:
+        does = "no longer reorders" if impl.pairs_to_halves else "reorders"
+        return f"vllm.model_executor.models.{impl.model} {does} q_proj's rows at load ({REORDERS_Q})"
     return None
 
 

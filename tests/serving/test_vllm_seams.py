@@ -83,6 +83,9 @@ def _changed(version: str, module: str, old: str, new: str):
          "phi3.Phi3ForCausalLM."),
         ("mixtral", "mixtral", "self.total_num_heads = num_heads", "self.heads = num_heads",
          "vllm.model_executor.models.mixtral.MixtralAttention.__init__ no longer sets self.total_num_heads"),
+        ("llama4_text", "llama4", "def permute_qk_weight_for_rotary(", "def permute_for_rotary(",
+         "vllm.model_executor.models.llama4.Llama4ForCausalLM no longer reorders q_proj's rows at load "
+         "(permute_qk_weight_for_rotary)"),
         ("gemma2", "gemma2", "class Gemma2Attention(", "class Gemma2SelfAttention(",
          "vllm.model_executor.models.gemma2.Gemma2Attention is missing"),
     ],

@@ -85,3 +85,20 @@ def test_a_memory_of_another_model_is_refused_on_every_rank(name, saved, tp):
             f"expects {expected} (its {HEADS} query heads first; rank {rank} of {tp} holds "
             f"{(HEADS // tp, *expected[1:])})."
         )
+
+
+@pytest.mark.parametrize("feature_map, feature_dim", [("elu", HEAD_DIM), ("mlp", 24)])
+def test_memories_follow_a_q_reordered_at_load(feature_map, feature_dim):
+    """vLLM loads Llama 4's q_proj rows, per head, as the halves (0, 2, 4, ...), (1, 3, 5, ...) of the saved rotary
+    pairs: with ``pairs_to_halves`` the term of the reordered q is the saved model's term of the saved q."""
+    tensors = checkpoint(feature_map, feature_dim, bias=True)
+    q = torch.randn(TOKENS, HEADS * HEAD_DIM)
+    order = torch.cat([torch.arange(0, HEAD_DIM, 2), torch.arange(1, HEAD_DIM, 2)])
+    reordered = q.view(TOKENS, HEADS, HEAD_DIM)[:, :, order].reshape(TOKENS, HEADS * HEAD_DIM)
+    memory = PrefixMemory(HEADS, HEAD_DIM, feature_map, feature_dim, True, layer=0, tp_rank=0, tp_size=1,
+                          pairs_to_halves=True)  # fmt: skip
+    parameters = dict(memory.named_parameters())
+    for name, value in tensors.items():
+        parameters[name].weight_loader(parameters[name], value)
+    torch.testing.assert_close(memory(reordered), full_term(q, feature_map, tensors), rtol=1e-5, atol=1e-4)
+    assert not torch.allclose(memory(q), full_term(q, feature_map, tensors), atol=1e-2)  # the order matters
