@@ -167,3 +167,20 @@ def test_predict_on_a_4bit_base(tiny_qwen2, toy_data, fp32_adapter, tmp_path):
     assert QUANTIZED.format(bits=4) in result.stdout + result.stderr
     rows = (tmp_path / "predict" / "generated_predictions.jsonl").read_text().splitlines()
     assert len(rows) == 4 and all("predict" in json.loads(row) for row in rows)
+
+
+def test_a_gptq_checkpoint_is_refused_before_it_loads(tmp_path):
+    from llamafactory.hparams import get_train_args
+
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "qwen2", "quantization_config": {"quant_method": "gptq"}})
+    )
+    args = dict(
+        model_name_or_path=str(tmp_path), stage="sft", do_train=True, finetuning_type="prefixmemory", dataset="unused",
+        template="qwen", output_dir=str(tmp_path / "out"), report_to="none",
+    )  # fmt: skip
+    with pytest.raises(ValueError) as error:
+        get_train_args(args)
+    assert str(error.value).startswith(
+        f"`model_name_or_path` {tmp_path} is a gptq-quantized checkpoint, not supported"
+    )

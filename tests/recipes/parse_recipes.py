@@ -52,6 +52,11 @@ def parse(path: str) -> dict:
         "deepspeed": training_args.deepspeed,
         "zero3": is_deepspeed_zero3_enabled(),
         "compute_dtype": str(model_args.compute_dtype),
+        "quantization": [
+            model_args.quantization_bit,
+            str(model_args.quantization_method),
+            model_args.quantization_type,
+        ],
     }
 
 

@@ -29,7 +29,7 @@ def test_every_recipe_has_a_twin():
     names = {path.name for path in RECIPES}
     assert names, "no recipes found"
     for name in names:
-        assert name.endswith(tuple(f"_{m}.yaml" for m in ("pmt", "lora", *BASELINES))), name
+        assert name.endswith(tuple(f"_{m}.yaml" for m in ("pmt", "lora", "pmt4bit", *BASELINES))), name
         stem, method = name.removesuffix(".yaml").rsplit("_", 1)
         others = [f"{stem}_lora.yaml"] if method == "pmt" else [f"{stem}_pmt.yaml"]
         assert all(other in names for other in others), f"{name} has no twin {others}"
@@ -114,6 +114,35 @@ def test_twins_differ_only_in_the_method_block(path):
     assert method["lora_rank"] == rank
 
 
+QUANTIZATION = {
+    "quantization_bit": 4,
+    "quantization_method": "bnb",
+    "quantization_type": "nf4",
+    "double_quantization": True,
+    "upcast_layernorm": True,
+}
+PAPER_PMT = [path for path in PMT_RECIPES if not path.name.startswith("demo_")]
+
+
+@pytest.mark.parametrize("path", PAPER_PMT, ids=ids(PAPER_PMT))
+def test_each_paper_recipe_has_a_4bit_twin_on_one_gpu(path):
+    """The same run on a 4-bit base: the quantization keys, its own output folder, and on one GPU the accumulation
+    that keeps the recipe's 32 sequences (no DeepSpeed); nothing else differs. Its header gives the computed memory."""
+    header, quantized = sections(twin(path, "pmt4bit"))
+    _, pmt = sections(path)
+    assert dict(quantized["model"]) == {**pmt["model"], **QUANTIZATION}
+    output_dir = pmt["output"]["output_dir"].replace("/prefixmemory/", "/prefixmemory-4bit/")
+    assert quantized["output"]["output_dir"] == output_dir
+    assert {**quantized["output"], "output_dir": None} == {**pmt["output"], "output_dir": None}
+    assert (quantized["method"], quantized["dataset"]) == (pmt["method"], pmt["dataset"])
+    train, expected = dict(quantized["train"]), {k: v for k, v in pmt["train"].items() if k != "deepspeed"}
+    if "_fewshot_" not in path.name:
+        expected["gradient_accumulation_steps"] = 32
+    assert train == expected
+    peak = float(re.search(r"# Hardware: 1 GPU with 24 GB\. Computed peak ([\d.]+) GB", header).group(1))
+    assert peak + 1 < 24
+
+
 @pytest.mark.parametrize("path", PAPER_RECIPES, ids=ids(PAPER_RECIPES))
 def test_appendix_c_training_settings(path):
     recipe = config(path)
@@ -130,7 +159,8 @@ def test_appendix_c_training_settings(path):
     else:  # 1 x accumulation x GPUs of the command line = 32
         gpus = len(re.search(r"CUDA_VISIBLE_DEVICES=([\d,]+)", path.read_text()).group(1).split(","))
         assert recipe["gradient_accumulation_steps"] * gpus == 32
-        assert gpus == (8 if recipe["stage"] == "dpo" else 2)  # appendix C: alignment on 8 GPUs, SFT on 2
+        # appendix C: alignment on 8 GPUs, SFT on 2; the 4-bit twins on one
+        assert gpus == (1 if path.name.endswith("_pmt4bit.yaml") else 8 if recipe["stage"] == "dpo" else 2)
         assert recipe["num_train_epochs"] == 1.0
 
 

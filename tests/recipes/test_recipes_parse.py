@@ -39,11 +39,12 @@ def test_recipe_parses(path, parsed):
     assert "error" not in args, args.get("error")
     recipe = config(path)
     suffix = path.name.removesuffix(".yaml").rsplit("_", 1)[1]
-    method = {"pmt": "prefixmemory", "loraplus": "lora"}.get(suffix, suffix)
+    method = {"pmt": "prefixmemory", "pmt4bit": "prefixmemory", "loraplus": "lora"}.get(suffix, suffix)
     assert (args["finetuning_type"], args["stage"], args["dataset"]) == (method, recipe["stage"], [recipe["dataset"]])
     assert args["deepspeed"] == recipe.get("deepspeed")
     assert args["loraplus_lr_ratio"] == (16.0 if suffix == "loraplus" else None)
     assert args["zero3"] == ("ds_z3" in str(recipe.get("deepspeed")))
+    assert args["quantization"] == ([4, "bnb", "nf4"] if suffix == "pmt4bit" else [None, "bnb", "nf4"])
     # DPO keeps a reference (the model with its adapter off); SimPO has none.
     assert args["use_ref_model"] == (recipe["stage"] == "dpo" and recipe.get("pref_loss") == "sigmoid")
     if recipe.get("bf16"):

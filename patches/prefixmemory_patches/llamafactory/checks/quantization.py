@@ -16,8 +16,8 @@ QUANTIZABLE = (PMT,)  # our methods a quantized base is allowed for (PEFT's pref
 BNB_BITS = (4, 8)
 # quantization_method -> why it is refused (LLaMA-Factory's other on-the-fly methods)
 GPU_ONLY = {
-    "hqq": "transformers refuses HQQ on a CPU device map, so it cannot be tested here",
-    "eetq": "EETQ runs on CUDA only (transformers refuses it without a GPU), so it cannot be tested here",
+    "hqq": "HQQ runs on GPUs only in transformers (a CPU device map is refused) and is untested with PrefixMemory",
+    "eetq": "EETQ runs on CUDA GPUs only and is untested with PrefixMemory",
 }
 # quant_method of a pre-quantized checkpoint's config.json that loads as layers PrefixMemory is tested on
 DEQUANTIZED = ("mxfp4", "fp8")  # LLaMA-Factory loads these checkpoints dequantized: plain layers
