@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from family_table import needs_processor
 from lfcli import OFFLINE_ENV, failure_report, logged_losses, run_cli
 from method.testing_common import QUERY_MODULE, attention_layers, layer_geometry
 from safetensors import safe_open
@@ -30,14 +31,7 @@ from transformers import AutoConfig
 from prefixmemory_study.tiny import ARCHITECTURES, save_tiny
 from prefixmemory_study.toydata import toy_train_config, write_toy_data
 
-
-def _needs_processor(config: dict) -> bool:
-    from llamafactory.data.template import TEMPLATES
-
-    return "vision_config" in config or type(TEMPLATES[config["template"]].mm_plugin).__name__ != "BasePlugin"
-
-
-TEXT_FAMILIES = [key for key, config in ARCHITECTURES.items() if not _needs_processor(config)]
+TEXT_FAMILIES = [key for key, config in ARCHITECTURES.items() if not needs_processor(config)]
 
 
 @pytest.fixture(scope="module")
