@@ -1,10 +1,10 @@
 """Venvs for tests that need other packages than the default environment, built once and cached.
 
-``stack_python``: a venv of its own (torch of the default environment, the given requirements, this checkout
-editable). ``overlay_python``: a venv that sees every package of the running environment and adds a few (Ray),
-so the default environment stays free of packages whose mere presence costs every run (LLaMA-Factory imports
-``ray`` on every ``llamafactory-cli train`` when it is installed). Both are cached under ``$PMT_STACK_CACHE``
-(default ``~/.cache/prefixmemory-stacks``), keyed by what they hold.
+``overlay_python``: a venv that sees every package of the running environment after its own and adds the given
+requirements: the other dependency stacks (their own transformers, PEFT, TRL... in front, the environment's torch and
+this checkout shared) and Ray (kept out of the default environment, since LLaMA-Factory imports ``ray`` on every
+``llamafactory-cli train`` when it is installed). Every test venv, the vLLM ones of tests/serving too, lives under
+``CACHE``: ``$PMT_STACK_CACHE``, default ``~/.cache/prefixmemory``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CACHE = Path(os.environ.get("PMT_STACK_CACHE", Path.home() / ".cache" / "prefixmemory-stacks"))
-# The torch build of the default environment; the stacks differ above it.
-TORCH = ["torch==2.14.1", "torchvision==0.29.1", "torchaudio==2.11.1"]
-TOOLS = ["pytest>=8", "pyyaml>=6", "hatchling>=1.25", "editables"]  # editables: hatchling's editable install
+CACHE = Path(os.environ.get("PMT_STACK_CACHE") or Path.home() / ".cache" / "prefixmemory")
 
 
 def _pip(python: Path, *args: str) -> None:
@@ -41,13 +38,6 @@ def _build(key_parts: list[str], fill) -> Path:
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
         fill(python, venv)
         (venv / "complete").touch()
-    return python
-
-
-def stack_python(requirements: list[str]) -> Path:
-    """The python of a venv with exactly these requirements (built once, then reused) and this checkout."""
-    python = _build([*TORCH, *TOOLS, *requirements], lambda python, _: _pip(python, *TORCH, *TOOLS, *requirements))
-    _pip(python, "--no-deps", "--no-build-isolation", "-e", str(REPO))
     return python
 
 

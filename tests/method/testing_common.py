@@ -111,7 +111,7 @@ def attention_layers(config) -> list[int]:
 
 def decoder_layers(model):
     """The language model's decoder layers (a vision-language model's vision tower left out)."""
-    decoder = model.get_decoder()
+    decoder = model.get_decoder() or model.model  # transformers 4 CausalLMs may answer None
     return decoder.layers if hasattr(decoder, "layers") else decoder.model.layers  # Llama 4: a CausalLM
 
 

@@ -8,7 +8,6 @@ equality tests serve (test_vllm_equality.py, test_llamafactory_vllm.py).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from venvs import CACHE
 
 from prefixmemory.architectures import ATTENTION_LAYOUTS
 from prefixmemory_vllm.families import NOT_SERVED, SERVED
@@ -29,10 +29,9 @@ WHEEL_ONLY = ("0.33.0", "0.34.0")
 
 def model_files(version: str) -> Path:
     """vllm/model_executor/models of vLLM ``version``'s wheel, unpacked once into the stack cache."""
-    cache = Path(os.environ.get("PMT_STACK_CACHE", Path.home() / ".cache" / "prefixmemory"))
-    target = cache / f"vllm-source-{version}"
+    target = CACHE / f"vllm-source-{version}"
     if not (target / ".complete").exists():
-        download = cache / f"vllm-wheel-{version}"
+        download = CACHE / f"vllm-wheel-{version}"
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "-q", "--no-deps", f"vllm=={version}", "-d", str(download)],
             check=True,

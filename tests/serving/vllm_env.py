@@ -4,22 +4,23 @@
   * ``llamafactory-vllm``: LLaMA-Factory 0.9.5 with vLLM 0.11, the newest release its ``infer_backend: vllm`` accepts
     (``requirements-llamafactory-vllm.txt``).
 
-Each is built once under ``$PMT_STACK_CACHE`` (default ``~/.cache/prefixmemory``), in a folder named by a hash of
-its requirements and build steps, so a change of versions builds a new one. This checkout is then installed into it
-the documented way (``pip install --no-deps``), which also registers the vLLM plugin entry point.
+Each is built once under ``venvs.CACHE`` (``$PMT_STACK_CACHE``, default ``~/.cache/prefixmemory``), in a folder
+named by a hash of its requirements and build steps, so a change of versions builds a new one. This checkout is then
+installed into it the documented way (``pip install --no-deps``), which also registers the vLLM plugin entry point.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from venvs import CACHE
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -51,8 +52,7 @@ def env_dir(name: str) -> Path:
     env = ENVIRONMENTS[name]
     inputs = (HERE / env.requirements).read_bytes() + repr(env).encode() + sys.version.encode()
     key = hashlib.sha256(inputs).hexdigest()
-    cache = Path(os.environ.get("PMT_STACK_CACHE", Path.home() / ".cache" / "prefixmemory"))
-    return cache / f"{name}-{key[:12]}"
+    return CACHE / f"{name}-{key[:12]}"
 
 
 def _pip(python: Path, *args: str) -> None:
