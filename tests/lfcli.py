@@ -5,6 +5,7 @@ import math
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -26,6 +27,22 @@ def run_cli(command: str, config: dict | None, workdir: Path, *extra: str, check
     if check and result.returncode != 0:
         raise AssertionError(failure_report(" ".join(argv), result))
     return result
+
+
+def train_in_one_process(configs: dict[str, dict], workdir: Path) -> None:
+    """Write each config as ``<name>.yaml`` and train them all in one process with LLaMA-Factory's own train entry
+    (llamafactory/train_in_one_process.py); a run that raised leaves ``error.txt`` in its output_dir."""
+    paths = []
+    for name, config in configs.items():
+        paths.append(workdir / f"{name}.yaml")
+        paths[-1].write_text(yaml.safe_dump(config))
+    script = Path(__file__).parent / "llamafactory" / "train_in_one_process.py"
+    argv = [sys.executable, str(script), *map(str, paths)]
+    result = subprocess.run(
+        argv, cwd=workdir, env={**os.environ, **OFFLINE_ENV}, capture_output=True, text=True, timeout=1800
+    )
+    if result.returncode != 0:
+        raise AssertionError(failure_report(" ".join(argv[:2]), result))
 
 
 def failure_report(what: str, result: subprocess.CompletedProcess) -> str:

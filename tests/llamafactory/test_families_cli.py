@@ -15,15 +15,11 @@ not write.
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from family_table import needs_processor
-from lfcli import OFFLINE_ENV, failure_report, logged_losses, run_cli
+from lfcli import logged_losses, run_cli, train_in_one_process
 from method.testing_common import QUERY_MODULE, attention_layers, layer_geometry
 from safetensors import safe_open
 from transformers import AutoConfig
@@ -73,17 +69,7 @@ def trained_in_one_process(tmp_path_factory, toy_data) -> dict[str, dict]:
     """Every text family's YAML, all trained by one ``python train_in_one_process.py a.yaml b.yaml ...``."""
     root = tmp_path_factory.mktemp("families")
     configs = {architecture: _config(root, toy_data, architecture) for architecture in TEXT_FAMILIES}
-    paths = []
-    for architecture, config in configs.items():
-        paths.append(root / f"{architecture}.yaml")
-        paths[-1].write_text(yaml.safe_dump(config))
-    script = Path(__file__).with_name("train_in_one_process.py")
-    argv = [sys.executable, str(script), *map(str, paths)]
-    result = subprocess.run(
-        argv, cwd=root, env={**os.environ, **OFFLINE_ENV}, capture_output=True, text=True, timeout=1800
-    )
-    if result.returncode != 0:
-        raise AssertionError(failure_report(" ".join(argv[:2]), result))
+    train_in_one_process(configs, root)
     return configs
 
 
