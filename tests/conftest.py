@@ -53,6 +53,13 @@ def sample_pair(tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
     return first, second
 
 
+@pytest.fixture(scope="session")
+def batch_ids(sample_pair) -> torch.Tensor:
+    """Two unpadded rows (B=2): the shorter sample and the first tokens of the longer one reversed."""
+    short = sample_pair[1]
+    return torch.cat([short, sample_pair[0][:, : short.shape[1]].flip(-1)])
+
+
 @pytest.fixture
 def tiny_model():
     """Factory for a tiny random-weight causal LM in eval mode; same seed, same weights."""

@@ -32,12 +32,6 @@ from .testing_common import (
 )
 
 
-@pytest.fixture(scope="module")
-def batch_ids(sample_pair) -> torch.Tensor:
-    short = sample_pair[1]
-    return torch.cat([short, sample_pair[0][:, : short.shape[1]].flip(-1)])
-
-
 def test_every_family_has_a_tiny_model():
     """The table and the tiny builder name the same model types (a variant such as llama-gqa reuses one)."""
     assert {config["model_type"] for config in TINY_MODELS.values()} == set(ATTENTION_LAYOUTS)

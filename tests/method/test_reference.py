@@ -18,13 +18,6 @@ from .testing_common import (
 )
 
 
-@pytest.fixture(scope="module")
-def batch_ids(sample_pair) -> torch.Tensor:
-    """Two unpadded rows (B=2): the shorter sample and the first tokens of the longer one reversed."""
-    short = sample_pair[1]
-    return torch.cat([short, sample_pair[0][:, : short.shape[1]].flip(-1)])
-
-
 @pytest.mark.parametrize("architecture, config_kwargs", TEST_CASES)
 def test_matches_eq7(tiny_model, batch_ids, architecture, config_kwargs):
     model, reference, values = build_adapted(tiny_model(architecture), config_kwargs)
