@@ -69,10 +69,33 @@ class Memory(AdapterWeights):
         else:
             self.register_parameter("bias", None)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if self.bias is None:
-            return torch.bmm(features, self.weight)  # (H,N,F) @ (H,F,Dv) -> (H,N,Dv)
-        return torch.baddbmm(self.bias, features, self.weight)  # (H,1,Dv) + (H,N,F) @ (H,F,Dv) -> (H,N,Dv)
+    def forward(self, q: torch.Tensor, phi: nn.Module) -> torch.Tensor:
+        """phi(q) @ M (+ bias) for q heads first: (H,N,D) -> (H,N,Dv).
+
+        phi runs here, inside the memory's own forward, so M and its bias are read once per call: at decode each
+        nn.Module attribute read costs about as much as the term's arithmetic.
+        """
+        weight, bias = self.weight, self.bias
+        features = phi(_phi_input(q, weight.dtype, phi))  # (H,N,D) -> (H,N,F)
+        if bias is None:
+            return torch.bmm(features, weight)  # (H,N,F) @ (H,F,Dv) -> (H,N,Dv)
+        return torch.baddbmm(bias, features, weight)  # (H,1,Dv) + (H,N,F) @ (H,F,Dv) -> (H,N,Dv)
+
+
+def _phi_input(q: torch.Tensor, dtype: torch.dtype, phi: nn.Module) -> torch.Tensor:
+    """q in the memory's dtype, and never q's own storage where phi's backward would read it.
+
+    A rotary kernel may rotate q in place without telling autograd (liger-kernel's rope writes into the q_proj
+    output), so a saved view of q would hand backward the rotated q: gelu and mlp keep their input, and get a
+    private copy while autograd records. Under autocast the matmul picks its own dtype; otherwise phi runs in
+    the memory's (fp32) precision, a new tensor already. Checked in Python first: at decode, every dispatched
+    no-op costs as much as the term's arithmetic.
+    """
+    if q.dtype != dtype and not torch.is_autocast_enabled(q.device.type):
+        return q.to(dtype)
+    if torch.is_grad_enabled() and phi.keeps_input(q):
+        return q.clone()
+    return q
 
 
 class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
@@ -138,7 +161,7 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
         warnings.warn("Already unmerged. Nothing to do.", stacklevel=2)  # nothing is ever merged
 
     def forward(self, x: torch.Tensor, *args, adapter_names: list[str] | None = None, **kwargs) -> torch.Tensor:
-        output = self.base_layer(x, *args, **kwargs)
+        output = self._modules["base_layer"](x, *args, **kwargs)  # not self.base_layer: see _memory_source
         if self.disable_adapters:
             self.slot.term = None
         elif adapter_names is None:
@@ -166,12 +189,10 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
         heads_first = q.reshape(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (N,H,D) -> (H,N,D)
         term = None
         for name in self.active_adapters if adapters is None else adapters:
-            if name not in memories:
+            memory = memories.get(name)
+            if memory is None:
                 continue
-            memory = memories[name]
-            phi = kernels[name]
-            features = phi(self._phi_input(heads_first, memory.weight, phi))  # phi: (H,N,D) -> (H,N,F)
-            adapter_term = memory(features)  # (H,N,F) @ (H,F,Dv) (+ (H,1,Dv)) -> (H,N,Dv)
+            adapter_term = memory(heads_first, kernels[name])  # (H,N,D) -> (H,N,Dv)
             term = adapter_term if term is None else term + adapter_term
         if term is None:
             return None
@@ -202,10 +223,12 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
             term[rows] = group_term.reshape(len(rows), *term.shape[1:])
         return None if term is None else term.reshape(-1, self.num_heads, self.value_dim)
 
-    def _memory_source(self) -> tuple[nn.ModuleDict, nn.ModuleDict]:
+    def _memory_source(self) -> tuple[dict[str, Memory], dict[str, nn.Module]]:
+        """The memories and kernels in use, as the ModuleDicts' plain dicts (nn.Module attribute reads are slow)."""
+        modules = self._modules
         if self.use_reference:
-            return self.reference_memory, self.reference_kernel
-        return self.prefixmemory_memory, self.prefixmemory_kernel
+            return modules["reference_memory"]._modules, modules["reference_kernel"]._modules
+        return modules["prefixmemory_memory"]._modules, modules["prefixmemory_kernel"]._modules
 
     def snapshot_reference(self) -> None:
         """Copy the active adapters' current memories (and kernels) into frozen reference copies."""
@@ -216,22 +239,6 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
             ):
                 if name in source:
                     target[name] = copy.deepcopy(source[name]).requires_grad_(False)
-
-    @staticmethod
-    def _phi_input(q: torch.Tensor, weight: torch.Tensor, phi: nn.Module) -> torch.Tensor:
-        """q in the memory's dtype, and never q's own storage where phi's backward would read it.
-
-        A rotary kernel may rotate q in place without telling autograd (liger-kernel's rope writes into the q_proj
-        output), so a saved view of q would hand backward the rotated q: gelu and mlp keep their input, and get a
-        private copy while autograd records. Under autocast the matmul picks its own dtype; otherwise phi runs in
-        the memory's (fp32) precision, a new tensor already. Checked in Python first: at decode, every dispatched
-        no-op costs as much as the term's arithmetic.
-        """
-        if q.dtype != weight.dtype and not torch.is_autocast_enabled(q.device.type):
-            return q.to(weight.dtype)
-        if torch.is_grad_enabled() and phi.keeps_input(q):
-            return q.clone()
-        return q
 
 
 class MemoryInjector(nn.Module):
@@ -248,4 +255,4 @@ class MemoryInjector(nn.Module):
             # Per-head attention output + phi(q) @ M, (N,H,Dv) + (N,H,Dv): the term's strides are heads first, the
             # add reads it as it lies and writes x's layout, so o_proj still gets a contiguous (..., H*D) input.
             x = (x.reshape(term.shape) + term).reshape(x.shape)
-        return self.base_layer(x, *args, **kwargs)
+        return self._modules["base_layer"](x, *args, **kwargs)  # the plain dict: nn.Module attribute reads are slow

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from prefixmemory_study.bench import cli, presets, runner
-from prefixmemory_study.bench.report import TARGETS, TARGETS_HEADER
+from prefixmemory_study.bench.report import TARGETS, TARGETS_HEADER, paired_ratio
 
 ARGS = ["--preset", "tiny", "--device", "cpu", "--threads", "1", "--warmup", "0", "--repeats", "2"]
 TIMED = ("train_step_s", "train_tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s", *presets.LATENCY_FIGURES)
@@ -155,6 +155,48 @@ def test_latency_splits_first_token_from_later_ones(monkeypatch):
     assert result["ttft_bN_s"] == pytest.approx(prefill_s * batch)
     assert result["tbt_bN_s"] == pytest.approx(step_s)
     assert result["tps_bN"] == pytest.approx(batch * (steps + 1) / (prefill_s * batch + steps * step_s))
+
+
+def test_decode_steps_of_two_methods_alternate_and_pair_up(monkeypatch):
+    """Runners generate in lockstep, and the paired decode ratio is the median of their per-step time ratios."""
+    clock, steps = FakeClock(), 3
+    monkeypatch.setitem(runner.CLOCKS, "fake", clock)
+    spec = cli.make_spec(cli.parse_args(ARGS))
+    spec.clock, spec.decode_tokens = "fake", steps
+    calls = []
+    runners = [runner.Runner(method, spec, runner._input_ids(spec)) for method in ("base", "pmt-elu")]
+    step_seconds = {"base": [0.010, 0.020, 0.010], "pmt-elu": [0.011, 0.020, 0.013]}
+    for measured in runners:
+        step_model, method = measured.step_model, measured.method
+
+        def slow_step(step_model=step_model, method=method, **kwargs):
+            clock.now += step_seconds[method][sum(name == method for name in calls)]
+            calls.append(method)
+            return step_model(**kwargs)
+
+        measured.step_model = slow_step
+    runner.generate(runners, "infer")
+    assert calls == ["base", "pmt-elu"] * steps
+    base, pmt = (measured.result() for measured in runners)
+    paired = paired_ratio(pmt, base, "decode_tokens_per_s")
+    assert paired["pairs"] == steps and paired["median"] == pytest.approx(0.010 / 0.011)
+    assert pmt["decode_tokens_per_s"] == pytest.approx(spec.batch_size * steps / 0.044)
+
+
+def test_adapter_share_is_the_memories_over_the_weights_a_step_reads(run):
+    """pmt-elu's M and bias (fp32) over every frozen weight but the untied input embedding, counted from the config."""
+    measured, printed, _ = run
+    config = presets.PRESETS["tiny"].model
+    hidden, layers, heads, vocab = (
+        config[key] for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+    )
+    head_dim, kv = hidden // heads, config["num_key_value_heads"] * (hidden // heads)
+    attention = hidden * hidden * 2 + 2 * hidden * kv + hidden + 2 * kv  # q, o; k, v; q/k/v biases
+    block = attention + 3 * hidden * config["intermediate_size"] + 2 * hidden
+    weights = 4 * (layers * block + hidden + vocab * hidden)  # the blocks, the final norm, the LM head (untied)
+    memories = 4 * layers * heads * (head_dim * head_dim + head_dim)
+    assert measured["adapter_share"] == pytest.approx(memories / weights)
+    assert f"{memories / weights:.2%} of the weight bytes a decode step reads" in printed
 
 
 def test_plot_written(run):

@@ -27,6 +27,11 @@ def test_table_and_json(tmp_path):
         line for line in printed.getvalue().splitlines() if line.startswith("| pmt-elu") or line.startswith("| lora")
     ]
     assert len(table) == 8 and "| pmt-elu | 1, no adapter_names |" in table[0]
+    rows = {row["distinct_adapters"]: row for row in report["results"] if row["method"] == "pmt-elu"}
+    for figure in ("prefill_tokens_per_s", "decode_tokens_per_s"):
+        ratio = rows[16][figure] / rows[0][figure]
+        verdict = "met" if ratio >= 0.95 else "not met"
+        assert f"pmt-elu {figure}, 16 distinct adapters / one: {ratio:.3f} (>= 0.95): {verdict}" in printed.getvalue()
 
 
 def test_rows_use_distinct_adapters_with_distinct_values():

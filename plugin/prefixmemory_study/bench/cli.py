@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from . import mixed, report
+from . import mixed, overhead, report
 from .memory import cache_cpu_heap
 from .presets import METHODS, PRESETS, QUANTIZED_METHODS
 from .runner import CLOCKS, Spec, run
@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="cached: glibc keeps freed memory for reuse (see memory.cache_cpu_heap); default: as is",
     )
     mixed.add_argument(parser)
+    overhead.add_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the report to this JSON file")
     parser.add_argument("--plot", help="write bars of the ratios to this PNG file (needs matplotlib)")
@@ -84,6 +85,8 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error("--methods: the nf4-* methods need bitsandbytes (pip install bitsandbytes)")
     if args.mixed_adapters:
         mixed.check_arguments(parser, args)
+    if args.overhead and (args.mixed_adapters or args.plot):
+        parser.error("--overhead: goes alone, without --mixed-adapters or --plot")
     if args.clock == "cpu" and not args.device.startswith("cpu"):
         parser.error(
             f"--clock cpu: this process's CPU time misses the work {args.device} does while the CPU waits; "
@@ -99,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.mixed_adapters:
         mixed_adapters(args)
+    elif args.overhead:
+        overhead_table(args)
     else:
         benchmark(args)
 
@@ -109,6 +114,20 @@ def mixed_adapters(args: argparse.Namespace) -> dict:
     spec = dataclasses.replace(make_spec(args), batch_size=args.batch_size or max(mixed.ADAPTER_COUNTS))
     warmup = preset.warmup if args.warmup is None else args.warmup
     summary = mixed.benchmark(args.preset, spec, warmup, args.repeats or preset.repeats)
+    _write(args, summary, None)
+    return summary
+
+
+def overhead_table(args: argparse.Namespace) -> dict:
+    """The per-layer split of PrefixMemory's extra time (overhead.py) at the preset's shape."""
+    preset, spec = PRESETS[args.preset], make_spec(args)
+    warmup = preset.warmup if args.warmup is None else args.warmup
+    repeats = args.repeats or preset.repeats
+    rows = overhead.measure(spec, warmup, repeats)
+    machine = report.machine(spec.device)
+    print(overhead.markdown(rows, spec, repeats, machine))
+    summary = {"preset": args.preset, "machine": machine, "repeats": repeats, "versions": report.versions()}
+    summary["rows"] = rows
     _write(args, summary, None)
     return summary
 
@@ -144,6 +163,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     }
     summary["ratios"] = report.ratios(results)
     summary["targets"] = report.check_targets(results)
+    summary["adapter_share"] = report.adapter_share(results)
     print(report.markdown(summary))
     print(f"\nwall {summary['wall_s']:.0f} s; load average start {load_start[0]:.2f}, end {os.getloadavg()[0]:.2f}")
     _write(args, summary, profiles)

@@ -21,6 +21,8 @@ from .runner import CLOCKS, Spec, _sync, build_base_model, peft_config
 MIXED_METHODS = ("pmt-elu", "lora-r32")
 ADAPTER_COUNTS = (1, 4, 16)
 FAST_PATH = 0  # the variant without adapter_names
+# PrefixMemory's target: a batch of 16 distinct adapters keeps 95% of the throughput of one adapter for all rows.
+TARGET = ("pmt-elu", 16, 0.95)
 
 
 def add_argument(parser: argparse.ArgumentParser) -> None:
@@ -128,7 +130,23 @@ def markdown(results: list[dict], spec: Spec, repeats: int) -> str:
             f"| {row['method']} | {distinct} | {prefill:,.0f} | {decode:,.0f} | "
             f"{prefill / reference['prefill_tokens_per_s']:.2f} | {decode / reference['decode_tokens_per_s']:.2f} |"
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *target_lines(results)])
+
+
+def target_lines(results: list[dict]) -> list[str]:
+    """Whether TARGET's method keeps its share of the fast path's prefill and decode throughput."""
+    method, distinct, bound = TARGET
+    rows = {row["distinct_adapters"]: row for row in results if row["method"] == method}
+    if distinct not in rows or FAST_PATH not in rows:
+        return []
+    lines = []
+    for figure in ("prefill_tokens_per_s", "decode_tokens_per_s"):
+        ratio = rows[distinct][figure] / rows[FAST_PATH][figure]
+        verdict = "met" if ratio >= bound else "not met"
+        lines.append(
+            f"- target: {method} {figure}, {distinct} distinct adapters / one: {ratio:.3f} (>= {bound}): {verdict}"
+        )
+    return lines
 
 
 def benchmark(preset: str, spec: Spec, warmup: int, repeats: int) -> dict:

@@ -34,6 +34,8 @@ FIGURES = (
     "peak_mem_bytes",
     "prefill_tokens_per_s",
     "decode_tokens_per_s",
+    "prefill_b1_tokens_per_s",
+    "decode_b1_tokens_per_s",
     *LATENCY_FIGURES,
     "trainable_params",
 )

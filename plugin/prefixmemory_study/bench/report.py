@@ -32,17 +32,22 @@ QUANTIZED_RATIOS = tuple(
 )
 # Latency against the base model, as the paper's Table 6 reports it.
 LATENCY_RATIOS = tuple((figure, "base") for figure in LATENCY_FIGURES)
-# The speed and memory targets of PrefixMemory: (method, figure, reference, comparison, bound).
 TARGETS_HEADER = (
     "design targets (the project's goals for PrefixMemory's overhead; the benchmark ran either way, and a target "
     '"not met" is a measurement, not an error):'
 )
+# The speed and memory targets of PrefixMemory: (method, figure, reference, comparison, bound). Inference within 1%
+# of the base model at one prompt and at the preset's batch; training within 2% of the frozen floor, and no slower
+# than the paper's LoRA; lighter than LoRA on every linear layer.
 TARGETS = (
+    ("pmt-elu", "prefill_b1_tokens_per_s", "base", ">=", 0.99),
+    ("pmt-elu", "decode_b1_tokens_per_s", "base", ">=", 0.99),
+    ("pmt-elu", "prefill_tokens_per_s", "base", ">=", 0.99),
+    ("pmt-elu", "decode_tokens_per_s", "base", ">=", 0.99),
+    ("pmt-elu", "train_step_s", "floor", "<=", 1.02),
+    ("pmt-elu", "train_step_s", "lora-qv-r32", "<=", 1.00),
     ("pmt-elu", "train_step_s", "lora-r32", "<=", 0.80),
-    ("pmt-elu", "train_step_s", "floor", "<=", 1.05),
     ("pmt-elu", "peak_mem_bytes", "lora-r32", "<=", 1.00),
-    ("pmt-elu", "prefill_tokens_per_s", "base", ">=", 0.98),
-    ("pmt-elu", "decode_tokens_per_s", "base", ">=", 0.98),
 )
 
 
@@ -66,39 +71,42 @@ def _ratio_groups(results: list[dict]) -> tuple[tuple, ...]:
     return (RATIOS, LATENCY_RATIOS, *((QUANTIZED_RATIOS,) if quantized else ()))
 
 
-# The timed samples behind each figure; throughputs are per-second inverses of these times.
+# The timed samples behind each figure, and the power that turns a ratio of times into the figure's ratio
+# (throughputs are inverses of times). Decode pairs its single steps (runner.generate), the rest their rounds.
 _SAMPLES = {
-    "train_step_s": ("train_step_s", 1),
-    "prefill_tokens_per_s": ("prefill_s", -1),
-    "decode_tokens_per_s": ("decode_s", -1),
+    "train_step_s": ("samples_s", "train_step_s", 1),
+    "prefill_tokens_per_s": ("samples_s", "prefill_s", -1),
+    "prefill_b1_tokens_per_s": ("samples_s", "prefill_b1_s", -1),
+    "decode_tokens_per_s": ("step_samples_s", "decode_s", -1),
+    "decode_b1_tokens_per_s": ("step_samples_s", "decode_b1_s", -1),
 }
 
 
 def paired_ratio(result: dict, reference: dict, figure: str) -> dict | None:
-    """The ratio of ``figure`` from samples of the same round (taken back to back), as median and IQR.
-
-    A second estimate beside the ratio of medians: load that drifts between rounds cancels out of it.
-    """
-    key, power = _SAMPLES.get(figure, (None, 0))
-    ours, theirs = result.get("samples_s", {}).get(key), reference.get("samples_s", {}).get(key)
+    """The ratio of ``figure`` from samples taken side by side (the same round, or the same decode step), as median,
+    quartiles and the number of pairs: load that drifts between rounds cancels out of it."""
+    kind, key, power = _SAMPLES.get(figure, (None, None, 0))
+    ours, theirs = result.get(kind, {}).get(key), reference.get(kind, {}).get(key)
     if not ours or not theirs or len(ours) != len(theirs):
         return None
-    per_round = [(a / b) ** power for a, b in zip(ours, theirs, strict=True)]
-    q1, median, q3 = statistics.quantiles(per_round, n=4, method="inclusive") if len(per_round) > 1 else per_round * 3
-    return {"median": median, "q1": q1, "q3": q3}
+    per_pair = [(a / b) ** power for a, b in zip(ours, theirs, strict=True)]
+    q1, median, q3 = statistics.quantiles(per_pair, n=4, method="inclusive") if len(per_pair) > 1 else per_pair * 3
+    return {"median": median, "q1": q1, "q3": q3, "pairs": len(per_pair)}
 
 
 def check_targets(results: list[dict]) -> list[dict]:
-    """The targets, each with its measured ratio and whether it is met (None: not measurable)."""
-    table = ratios(results)
+    """The targets, each with its ratio of medians, its paired ratio, and whether it is met (None: not measured).
+
+    The verdict reads the paired ratio where the methods ran side by side (interleaved), else the ratio of medians.
+    """
     by_method = {result["method"]: result for result in results}
     checks = []
     for method, figure, reference, comparison, bound in TARGETS:
-        ratio = table.get(method, {}).get(f"{figure}/{reference}")
-        met = None if ratio is None else (ratio <= bound if comparison == "<=" else ratio >= bound)
-        paired = None
-        if method in by_method and reference in by_method:
-            paired = paired_ratio(by_method[method], by_method[reference], figure)
+        ours, theirs = by_method.get(method, {}).get(figure), by_method.get(reference, {}).get(figure)
+        ratio = ours / theirs if ours is not None and theirs else None
+        paired = paired_ratio(by_method[method], by_method[reference], figure) if ratio is not None else None
+        value = paired["median"] if paired else ratio
+        met = None if value is None else (value <= bound if comparison == "<=" else value >= bound)
         checks.append(
             dict(
                 method=method,
@@ -112,6 +120,14 @@ def check_targets(results: list[dict]) -> list[dict]:
             )
         )
     return checks
+
+
+def adapter_share(results: list[dict], method: str = "pmt-elu") -> float | None:
+    """``method``'s adapter bytes over the frozen weights a decode step reads: the least it can add to a step whose
+    time is reading weights (decode at small batch), whatever the implementation."""
+    by_method = {result["method"]: result for result in results}
+    adapter, weights = by_method.get(method, {}).get("adapter_bytes"), by_method.get("base", {}).get("weight_bytes")
+    return adapter / weights if adapter and weights else None
 
 
 def _cell(value, scale: float = 1.0, digits: int = 3, noise: float | None = None) -> str:
@@ -152,6 +168,12 @@ def markdown(report: dict) -> str:
             cells = (_cell(row[f"{figure}/{ref}"], digits=2) for figure, ref in group)
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", TARGETS_HEADER, *map(_target_line, report["targets"])]
+    if report.get("adapter_share"):
+        share = report["adapter_share"]
+        lines.append(
+            f"- pmt-elu's memories are {share:.2%} of the weight bytes a decode step reads: where reading weights "
+            f"sets the pace, decode cannot pass {1 / (1 + share):.3f}x base"
+        )
     missing = [(r["method"], figure, reason) for r in results for figure, reason in r["unavailable"].items()]
     if missing:
         lines += ["", "not available:"] + [f"- {method} {figure}: {reason}" for method, figure, reason in missing]
@@ -186,10 +208,10 @@ def _target_line(t: dict) -> str:
     ratio = "n/a" if t["ratio"] is None else f"{t['ratio']:.3f}"
     paired = ""
     if t["paired"]:
-        q1, median, q3 = (t["paired"][key] for key in ("q1", "median", "q3"))
-        paired = f"; paired per round {median:.3f} [IQR {q1:.3f}-{q3:.3f}]"
-    target = f"(target {t['comparison']} {t['bound']})"
-    return f"- {t['method']} {t['figure']} / {t['reference']} = {ratio} {target}: {verdict}{paired}"
+        q1, median, q3, pairs = (t["paired"][key] for key in ("q1", "median", "q3", "pairs"))
+        paired = f"paired {median:.3f} [IQR {q1:.3f}-{q3:.3f}, {pairs} pairs]; "
+    target = f"target {t['comparison']} {t['bound']}"
+    return f"- {t['method']} {t['figure']} / {t['reference']}: {paired}ratio of medians {ratio} ({target}): {verdict}"
 
 
 def plot(report: dict, path: str) -> None:

@@ -140,9 +140,14 @@ class Runner:
     def __init__(self, method: str, spec: Spec, input_ids: torch.Tensor):
         self.method, self.spec, self.input_ids = method, spec, input_ids
         self.samples: dict[str, list[float]] = {figure: [] for figures in KINDS.values() for figure in figures}
+        # Every decode step's seconds, in the order taken: runners step in turn, so step i of two runners pairs up.
+        self.step_samples: dict[str, list[float]] = {KINDS[kind][1]: [] for kind in ("infer", "infer-b1")}
+        self._generation: tuple | None = None  # (cache, next token, prefill seconds, step seconds) while generating
         self.unavailable: dict[str, str] = {}
         self.peak_mem_bytes: int | None = None
         self.trainable_params: int | None = None
+        self.adapter_bytes: int | None = None  # the trainable parameters'
+        self.weight_bytes: int | None = None  # the frozen weights one decode step reads (see _decode_weight_bytes)
         self.model = self.optimizer = None
         if method == "base":
             self.unavailable.update(train_step_s="inference only", peak_mem_bytes="inference only")
@@ -167,6 +172,8 @@ class Runner:
             return
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.trainable_params = sum(p.numel() for p in params)
+        self.adapter_bytes = sum(p.numel() * p.element_size() for p in params)
+        self.weight_bytes = _decode_weight_bytes(self.model)
         if self.method != "base":
             self.optimizer = torch.optim.AdamW(params, lr=1e-4)
         # Decode steps call the transformers model with the adapters injected, as PeftModel.generate does.
@@ -175,23 +182,28 @@ class Runner:
 
     def sample(self, kind: str) -> None:
         """Take one sample of ``kind`` (a key of KINDS); a failure marks its figures not available."""
-        figures = KINDS[kind]
-        if any(figure in self.unavailable for figure in figures):
+        if kind != "train":
+            generate([self], kind)
+            return
+        if self._skips(kind):
             return
         try:
-            if kind == "train":
-                times = self._train_step()
-            else:
-                times = self._infer(self.input_ids[:1] if kind == "infer-b1" else self.input_ids)
+            seconds = self._train_step()
         except Exception as error:  # noqa: BLE001
-            self.unavailable.update({figure: _reason(error) for figure in figures})
-            if kind == "train":
-                self.unavailable.setdefault("peak_mem_bytes", _reason(error))
+            self._fail(kind, error)
             return
-        for figure, seconds in zip(figures, times, strict=True):
-            self.samples[figure].append(seconds)
+        self.samples["train_step_s"].append(seconds)
 
-    def _train_step(self) -> tuple[float]:
+    def _skips(self, kind: str) -> bool:
+        return any(figure in self.unavailable for figure in KINDS[kind])
+
+    def _fail(self, kind: str, error: Exception) -> None:
+        self.unavailable.update({figure: _reason(error) for figure in KINDS[kind]})
+        if kind == "train":
+            self.unavailable.setdefault("peak_mem_bytes", _reason(error))
+        self._generation = None
+
+    def _train_step(self) -> float:
         self.model.train()
         ids, device, clock = self.input_ids, self.spec.device, CLOCKS[self.spec.clock]
         _sync(device)
@@ -200,21 +212,58 @@ class Runner:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         _sync(device)
-        return (clock() - start,)
+        return clock() - start
 
     @torch.inference_mode()
-    def _infer(self, input_ids: torch.Tensor) -> tuple[float, float]:
-        """Seconds to the first generated token (prefill and its argmax), and for the ``decode_tokens`` after it."""
+    def begin_generation(self, kind: str) -> bool:
+        """Prefill the batch of ``kind`` and pick the first token, timed (TTFT); False if this runner cannot."""
+        if self._skips(kind):
+            return False
         device, clock = self.spec.device, CLOCKS[self.spec.clock]
-        _sync(device)
-        start = clock()
-        prefilled = self._prefill(input_ids)
-        token = prefilled.logits[:, -1].argmax(-1, keepdim=True)
-        _sync(device)
-        decode_start = clock()
-        self._decode(prefilled.past_key_values, token)
-        _sync(device)
-        return decode_start - start, clock() - decode_start
+        try:
+            _sync(device)
+            start = clock()
+            prefilled = self._prefill(self.input_ids[:1] if kind == "infer-b1" else self.input_ids)
+            token = prefilled.logits[:, -1].argmax(-1, keepdim=True)
+            _sync(device)
+        except Exception as error:  # noqa: BLE001
+            self._fail(kind, error)
+            return False
+        self._generation = (prefilled.past_key_values, token, clock() - start, [])
+        return True
+
+    @torch.inference_mode()
+    def decode_step(self, kind: str) -> bool:
+        """One timed greedy step of the generation begun; False if it failed (the generation is dropped)."""
+        cache, token, prefill_s, steps = self._generation
+        device, clock = self.spec.device, CLOCKS[self.spec.clock]
+        try:
+            _sync(device)
+            start = clock()
+            out = self.step_model(input_ids=token, past_key_values=cache, use_cache=True)
+            token = out.logits[:, -1].argmax(-1, keepdim=True)
+            _sync(device)
+        except Exception as error:  # noqa: BLE001
+            self._fail(kind, error)
+            return False
+        steps.append(clock() - start)
+        self._generation = (out.past_key_values, token, prefill_s, steps)
+        return True
+
+    def end_generation(self, kind: str) -> None:
+        """Record the generation's samples: its TTFT, the sum of its steps, and every step."""
+        _, _, prefill_s, steps = self._generation
+        prefill_key, decode_key = KINDS[kind]
+        self.samples[prefill_key].append(prefill_s)
+        self.samples[decode_key].append(sum(steps))
+        self.step_samples[decode_key].extend(steps)
+        self._generation = None
+
+    def clear(self, kind: str) -> None:
+        """Drop the samples of ``kind`` taken so far (warm-up)."""
+        for figure in KINDS[kind]:
+            self.samples[figure].clear()
+            self.step_samples.get(figure, []).clear()
 
     def _prefill(self, input_ids: torch.Tensor):
         """The forward that fills the KV cache; returns its output (the cache and the last position's logits)."""
@@ -266,13 +315,22 @@ class Runner:
             "peak_mem_how": self.peak_mem_how,
             "prefill_tokens_per_s": tokens / prefill if prefill else None,
             "decode_tokens_per_s": self.spec.batch_size * self.spec.decode_tokens / decode if decode else None,
+            **self._b1_throughput(),
             **self._latency("b1", 1),
             **self._latency("bN", self.spec.batch_size),
             "trainable_params": self.trainable_params,
+            "adapter_bytes": self.adapter_bytes,
+            "weight_bytes": self.weight_bytes,
             "noise_rel_iqr": {key: _rel_iqr(values) for key, values in self.samples.items() if values},
             "samples_s": self.samples,
+            "step_samples_s": self.step_samples,
         }
-        renamed = {"prefill_s": "prefill_tokens_per_s", "decode_s": "decode_tokens_per_s"}
+        renamed = {
+            "prefill_s": "prefill_tokens_per_s",
+            "decode_s": "decode_tokens_per_s",
+            "prefill_b1_s": "prefill_b1_tokens_per_s",
+            "decode_b1_s": "decode_b1_tokens_per_s",
+        }
         result["unavailable"] = {
             renamed.get(key, key): reason
             for key, reason in self.unavailable.items()
@@ -281,6 +339,14 @@ class Runner:
         if "train_step_s" in result["unavailable"]:
             result["unavailable"]["train_tokens_per_s"] = result["unavailable"]["train_step_s"]
         return result
+
+    def _b1_throughput(self) -> dict:
+        """Prefill and decode tokens per second of one prompt (batch 1), from the medians of its samples."""
+        prefill, decode = _median(self.samples["prefill_b1_s"]), _median(self.samples["decode_b1_s"])
+        return {
+            "prefill_b1_tokens_per_s": self.spec.seq_len / prefill if prefill else None,
+            "decode_b1_tokens_per_s": self.spec.decode_tokens / decode if decode else None,
+        }
 
     def _latency(self, suffix: str, batch: int) -> dict:
         """TTFT, TBT and TPS from the samples at ``batch`` (``suffix`` b1: batch 1; bN: the preset's batch).
@@ -326,18 +392,44 @@ def _rel_iqr(values: list[float]) -> float:
 
 
 def _time(runners: list[Runner], warmup: int, repeats: int) -> None:
-    """Warm-up, then ``repeats`` rounds that sample each runner once, in an order rotated every round."""
-    for kind, figures in KINDS.items():
+    """``warmup`` untimed rounds, then ``repeats`` rounds that sample each runner once, in an order rotated every
+    round; the runners generate in lockstep (see ``generate``)."""
+    for kind in KINDS:
         active = [runner for runner in runners if kind != "train" or runner.method != "base"]
-        for runner in active:
-            for _ in range(warmup):
-                runner.sample(kind)
-            for figure in figures:
-                runner.samples[figure].clear()
-        for round_index in range(repeats):
+        for round_index in range(warmup + repeats):
+            if round_index == warmup:
+                for runner in active:
+                    runner.clear(kind)
             shift = round_index % max(len(active), 1)
-            for runner in active[shift:] + active[:shift]:
-                runner.sample(kind)
+            order = active[shift:] + active[:shift]
+            if kind == "train":
+                for runner in order:
+                    runner.sample(kind)
+            else:
+                generate(order, kind)
+
+
+def generate(runners: list[Runner], kind: str) -> None:
+    """One generation per runner (prefill, then ``decode_tokens`` steps), the runners taking turns at every step.
+
+    Step i of every method runs within milliseconds of step i of the others, so per-step ratios between methods
+    (report.paired_ratio) compare like with like on a machine whose speed drifts under other jobs.
+    """
+    running = [runner for runner in runners if runner.begin_generation(kind)]
+    for _ in range(runners[0].spec.decode_tokens if runners else 0):
+        running = [runner for runner in running if runner.decode_step(kind)]
+    for runner in running:
+        runner.end_generation(kind)
+
+
+def _decode_weight_bytes(model) -> int:
+    """Bytes of the frozen weights a decode step reads: all of them but the input embedding table (one row of it is
+    read per token), unless the LM head shares it."""
+    frozen = {id(p): p for p in model.parameters() if not p.requires_grad}
+    embedding = model.get_input_embeddings().weight
+    if embedding is not model.get_output_embeddings().weight:
+        frozen.pop(id(embedding), None)
+    return sum(p.numel() * p.element_size() for p in frozen.values())
 
 
 def _warm_process(spec: Spec, methods: list[str]) -> None:
@@ -346,7 +438,7 @@ def _warm_process(spec: Spec, methods: list[str]) -> None:
     quantized = any(method.startswith(QUANTIZED_PREFIX) for method in methods)
     for method in ("floor", *((QUANTIZED_PREFIX + "floor",) if quantized else ())):
         runner = Runner(method, spec, _input_ids(spec))
-        runner.sample("infer")
+        generate([runner], "infer")
         runner.close()
 
 

@@ -1,0 +1,189 @@
+"""Where PrefixMemory's extra time goes, per attention layer: ``prefixmemory-bench --overhead``.
+
+For each phase (decode at batch 1, decode and prefill at the preset's batch, the training step) it compares
+``pmt-elu`` with its floor, the model without the adapter (``base`` for inference, ``floor`` for training):
+
+- timed: the median over side-by-side pairs (runner.generate's lockstep steps, or the same round) of the
+  difference in seconds, per adapted layer;
+- profiled: torch.profiler's self CPU time of every operator whose call count differs between the two, per layer
+  and call, grouped by what it does in the layer (phi, the memory's matmul and bias, the add into o_proj's input,
+  views, casts, their backward, the optimizer's share);
+- the rest: timed minus the operators, i.e. Python (the wrappers, the adapter bookkeeping) and dispatch. The
+  profiler adds a little to every operator it records, so this part reads low and the operators high.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from .runner import KINDS, Runner, Spec, _input_ids, _sync, generate
+
+METHOD = "pmt-elu"
+# What each operator does in the layer; an operator not named here is listed under its own name.
+ROLES = {
+    "aten::elu": "phi",
+    "aten::gelu": "phi",
+    "aten::relu": "phi",
+    "aten::bmm": "memory matmul (+ bias)",
+    "aten::baddbmm": "memory matmul (+ bias)",
+    "aten::add": "add into o_proj's input",
+    "aten::copy_": "copies (bias broadcast, casts)",
+    "aten::to": "copies (bias broadcast, casts)",
+    "aten::_to_copy": "copies (bias broadcast, casts)",
+    "aten::clone": "copies (bias broadcast, casts)",
+    "aten::view": "views",
+    "aten::reshape": "views",
+    "aten::transpose": "views",
+    "aten::as_strided": "views",
+    "aten::_unsafe_view": "views",
+    "aten::expand": "views",
+    "aten::resolve_conj": "views",
+}
+# (phase, runner kind, reference method).
+PHASES = (
+    ("decode, batch 1", "infer-b1", "base"),
+    ("decode, preset batch", "infer", "base"),
+    ("prefill, preset batch", "infer", "base"),
+    ("train step, preset batch", "train", "floor"),
+)
+
+
+def add_argument(parser) -> None:
+    parser.add_argument(
+        "--overhead",
+        action="store_true",
+        help=f"instead of the method comparison: where {METHOD}'s extra time goes per attention layer, timed beside "
+        "its floor (base, or floor for training) and split by operator with torch.profiler (--methods does not "
+        "apply)",
+    )
+
+
+def measure(spec: Spec, warmup: int, repeats: int) -> list[dict]:
+    """One row per phase: the timed extra per layer, the profiled operators, and what neither explains."""
+    input_ids = _input_ids(spec)
+    runners = {method: Runner(method, spec, input_ids) for method in ("base", "floor", METHOD)}
+    layers = _adapted_layers(runners[METHOD].model)
+    pairs = {("infer-b1", "base"), ("infer", "base"), ("train", "floor")}
+    for round_index in range(warmup + repeats):
+        for kind, reference in pairs:
+            order = [runners[METHOD], runners[reference]][:: 1 if round_index % 2 else -1]
+            if round_index == warmup:
+                for runner in order:
+                    runner.clear(kind)
+            if kind == "train":
+                for runner in order:
+                    runner.sample(kind)
+            else:
+                generate(order, kind)
+    rows = []
+    for phase, kind, reference in PHASES:
+        ours, theirs = runners[METHOD], runners[reference]
+        figure = _figure(phase, kind)
+        source = ours.step_samples if figure in ours.step_samples else ours.samples
+        reference_source = theirs.step_samples if figure in theirs.step_samples else theirs.samples
+        extra = [a - b for a, b in zip(source[figure], reference_source[figure], strict=True)]
+        operators = _operator_diff(_profile(ours, phase, kind), _profile(theirs, phase, kind))
+        per_layer = statistics.median(extra) / layers
+        per_step = _profiled_steps(phase, spec) * layers
+        grouped = Counter()
+        for name, (_calls, seconds) in operators.items():
+            grouped[_role(name)] += seconds / per_step
+        rows.append(
+            dict(
+                phase=phase,
+                reference=reference,
+                timed_s=per_layer,
+                reference_s=statistics.median(reference_source[figure]) / layers,
+                operators_s=dict(grouped.most_common()),
+                calls={name: calls / per_step for name, (calls, _) in operators.items()},
+                rest_s=per_layer - sum(grouped.values()),
+                pairs=len(extra),
+            )
+        )
+    for runner in runners.values():
+        runner.close()
+    return rows
+
+
+def _figure(phase: str, kind: str) -> str:
+    if kind == "train":
+        return "train_step_s"
+    prefill, decode = KINDS[kind]
+    return prefill if phase.startswith("prefill") else decode
+
+
+def _profiled_steps(phase: str, spec: Spec) -> int:
+    return spec.decode_tokens if phase.startswith("decode") else 1
+
+
+def _adapted_layers(model) -> int:
+    return sum(1 for module in model.modules() if type(module).__name__ == "PrefixMemoryLayer")
+
+
+def _profile(runner: Runner, phase: str, kind: str) -> dict[str, tuple[int, float]]:
+    """{operator: (calls, self CPU seconds)} of one train step, one prefill or ``decode_tokens`` decode steps."""
+    cuda = runner.spec.device.type == "cuda"
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    with torch.inference_mode(kind != "train"):
+        ids = runner.input_ids[:1] if kind == "infer-b1" else runner.input_ids
+        prefilled = runner._prefill(ids) if phase.startswith("decode") else None
+        with profile(activities=activities) as profiler:
+            if kind == "train":
+                runner._train_step()
+            elif prefilled is None:
+                runner._prefill(ids)
+            else:
+                runner._decode(prefilled.past_key_values, prefilled.logits[:, -1].argmax(-1, keepdim=True))
+            _sync(runner.spec.device)
+    attribute = "self_device_time_total" if cuda else "self_cpu_time_total"
+    return {event.key: (event.count, getattr(event, attribute) / 1e6) for event in profiler.key_averages()}
+
+
+def _operator_diff(ours: dict, theirs: dict) -> dict[str, tuple[int, float]]:
+    """The operators PMT adds: those called more often than in the reference, with the extra calls and their time
+    (extra calls x time per call, so the noise of the calls both make stays out); negative where it calls fewer."""
+    diff = {}
+    for name in ours.keys() | theirs.keys():
+        (calls, seconds), (ref_calls, ref_seconds) = ours.get(name, (0, 0.0)), theirs.get(name, (0, 0.0))
+        if calls > ref_calls:
+            diff[name] = (calls - ref_calls, (calls - ref_calls) * seconds / calls)
+        elif calls < ref_calls:
+            diff[name] = (calls - ref_calls, (calls - ref_calls) * ref_seconds / ref_calls)
+    return diff
+
+
+def _role(name: str) -> str:
+    if name in ROLES:
+        return ROLES[name]
+    if "Backward" in name or name.startswith("autograd::") or name.endswith("_backward"):
+        return "backward of the above"
+    return "other operators (optimizer, autograd bookkeeping)"
+
+
+def markdown(rows: list[dict], spec: Spec, repeats: int, machine: str) -> str:
+    """One table: a column per phase; the timed extra per layer beside the reference's time, then its parts."""
+    roles = list(dict.fromkeys(role for row in rows for role in row["operators_s"]))
+    lines = [
+        f"{METHOD}'s extra time per attention layer (us): {spec.preset} shape, batch {spec.batch_size} x seq "
+        f"{spec.seq_len}, {str(spec.dtype).removeprefix('torch.')}, median of paired differences over {repeats} "
+        f"rounds; {machine}",
+        "",
+        "| per layer | " + " | ".join(f"{row['phase']} (vs {row['reference']})" for row in rows) + " |",
+        "|---|" + "---:|" * len(rows),
+        "| reference's step / layers | " + " | ".join(_us(row["reference_s"]) for row in rows) + " |",
+        "| PMT extra, timed | "
+        + " | ".join(f"{_us(row['timed_s'])} ({row['timed_s'] / row['reference_s']:.1%})" for row in rows)
+        + " |",
+    ]
+    for role in roles:
+        lines.append(f"| {role} | " + " | ".join(_us(row["operators_s"].get(role)) for row in rows) + " |")
+    lines.append("| Python and dispatch (the rest) | " + " | ".join(_us(row["rest_s"]) for row in rows) + " |")
+    return "\n".join(lines)
+
+
+def _us(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1e6:,.1f}"
