@@ -212,15 +212,18 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
                 f"{len(adapter_names)} and {q.shape[0]} respectively."
             )
         by_row = q.reshape(q.shape[0], -1, self.num_heads, self.head_dim)  # (B,T,H,D)
+        groups: dict[str, list[int]] = {}
+        for row, name in enumerate(adapter_names):
+            groups.setdefault(name, []).append(row)
         term = None
-        for name in dict.fromkeys(adapter_names):
-            rows = [row for row, row_name in enumerate(adapter_names) if row_name == name]
-            group_term = self.memory_term(by_row[rows], (name,))
+        for name, rows in groups.items():
+            index = _row_index(rows)
+            group_term = self.memory_term(by_row[index], (name,))
             if group_term is None:  # "__base__", or an adapter without a memory in this layer
                 continue
             if term is None:
                 term = q.new_zeros(*by_row.shape[:3], self.value_dim)
-            term[rows] = group_term.reshape(len(rows), *term.shape[1:])
+            term[index] = group_term.reshape(len(rows), *term.shape[1:])
         return None if term is None else term.reshape(-1, self.num_heads, self.value_dim)
 
     def _memory_source(self) -> tuple[dict[str, Memory], dict[str, nn.Module]]:
@@ -239,6 +242,15 @@ class PrefixMemoryLayer(nn.Module, BaseTunerLayer):
             ):
                 if name in source:
                     target[name] = copy.deepcopy(source[name]).requires_grad_(False)
+
+
+def _row_index(rows: list[int]) -> slice | list[int]:
+    """Rows in arithmetic progression (one row, a block, every k-th) as a slice: a view to read and a strided copy
+    to write, where a list of rows gathers and scatters; any other rows as the list."""
+    step = rows[1] - rows[0] if len(rows) > 1 else 1
+    if step > 0 and rows == list(range(rows[0], rows[-1] + 1, step)):
+        return slice(rows[0], rows[-1] + 1, step)
+    return rows
 
 
 class MemoryInjector(nn.Module):
