@@ -31,7 +31,8 @@ def test_every_phase_against_its_floor(run):
         ("train step, preset batch", "floor"),
     ]
     assert all(row["pairs"] == 2 * 4 for row in report["rows"][:2])  # 2 rounds x the preset's 4 decode steps
-    assert "| PMT extra, timed |" in printed and "| Python and dispatch (the rest) |" in printed
+    assert all(row["wrappers_s"] is not None for row in report["rows"][:3]) and report["rows"][3]["wrappers_s"] is None
+    assert "| PMT extra, timed |" in printed and "| the rest: Python, dispatch, cold caches |" in printed
 
 
 def test_the_layer_adds_one_phi_one_matmul_one_add_per_layer_and_forward(run):

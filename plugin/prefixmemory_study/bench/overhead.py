@@ -8,8 +8,12 @@ For each phase (decode at batch 1, decode and prefill at the preset's batch, the
 - profiled: torch.profiler's self CPU time of every operator whose call count differs between the two, per layer
   and call, grouped by what it does in the layer (phi, the memory's matmul and bias, the add into o_proj's input,
   views, casts, their backward, the optimizer's share);
-- the rest: timed minus the operators, i.e. Python (the wrappers, the adapter bookkeeping) and dispatch. The
-  profiler adds a little to every operator it records, so this part reads low and the operators high.
+- wrappers: the same model with its adapter switched off (``disable_adapter_layers``), timed the same way: what
+  the two wrapper calls cost without the term;
+- the rest: timed minus the operators, i.e. Python (the wrappers, the adapter bookkeeping), dispatch, and the time
+  the model's own operators lose when PMT's run between them (on a CPU, a small operator that follows a layer's
+  stream of weights starts with cold caches). The profiler adds a little to every operator it records, so this part
+  reads low and the operators high.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from torch.profiler import ProfilerActivity, profile
 from .runner import KINDS, Runner, Spec, _input_ids, _sync, generate
 
 METHOD = "pmt-elu"
+WRAPPERS = f"{METHOD}, adapter off"
 # What each operator does in the layer; an operator not named here is listed under its own name.
 ROLES = {
     "aten::elu": "phi",
@@ -63,14 +68,22 @@ def add_argument(parser) -> None:
 
 
 def measure(spec: Spec, warmup: int, repeats: int) -> list[dict]:
-    """One row per phase: the timed extra per layer, the profiled operators, and what neither explains."""
+    """One row per phase: the timed extra per layer, the wrappers' share, the profiled operators, the rest."""
     input_ids = _input_ids(spec)
     runners = {method: Runner(method, spec, input_ids) for method in ("base", "floor", METHOD)}
+    # The same adapter switched off: its wrappers still run (q_proj's and o_proj's), no term is computed or added.
+    runners[WRAPPERS] = Runner(METHOD, spec, input_ids)
+    runners[WRAPPERS].model.base_model.disable_adapter_layers()
     layers = _adapted_layers(runners[METHOD].model)
-    pairs = {("infer-b1", "base"), ("infer", "base"), ("train", "floor")}
+    groups = (
+        ("infer-b1", (METHOD, WRAPPERS, "base")),
+        ("infer", (METHOD, WRAPPERS, "base")),
+        ("train", (METHOD, "floor")),
+    )
     for round_index in range(warmup + repeats):
-        for kind, reference in pairs:
-            order = [runners[METHOD], runners[reference]][:: 1 if round_index % 2 else -1]
+        for kind, methods in groups:
+            shift = round_index % len(methods)
+            order = [runners[method] for method in methods[shift:] + methods[:shift]]
             if round_index == warmup:
                 for runner in order:
                     runner.clear(kind)
@@ -83,30 +96,39 @@ def measure(spec: Spec, warmup: int, repeats: int) -> list[dict]:
     for phase, kind, reference in PHASES:
         ours, theirs = runners[METHOD], runners[reference]
         figure = _figure(phase, kind)
-        source = ours.step_samples if figure in ours.step_samples else ours.samples
-        reference_source = theirs.step_samples if figure in theirs.step_samples else theirs.samples
-        extra = [a - b for a, b in zip(source[figure], reference_source[figure], strict=True)]
         operators = _operator_diff(_profile(ours, phase, kind), _profile(theirs, phase, kind))
-        per_layer = statistics.median(extra) / layers
         per_step = _profiled_steps(phase, spec) * layers
         grouped = Counter()
         for name, (_calls, seconds) in operators.items():
             grouped[_role(name)] += seconds / per_step
+        timed = _paired_difference(ours, theirs, figure) / layers
+        wrappers = _paired_difference(runners[WRAPPERS], theirs, figure) / layers if kind != "train" else None
         rows.append(
             dict(
                 phase=phase,
                 reference=reference,
-                timed_s=per_layer,
-                reference_s=statistics.median(reference_source[figure]) / layers,
+                timed_s=timed,
+                wrappers_s=wrappers,
+                reference_s=statistics.median(_samples(theirs, figure)) / layers,
                 operators_s=dict(grouped.most_common()),
                 calls={name: calls / per_step for name, (calls, _) in operators.items()},
-                rest_s=per_layer - sum(grouped.values()),
-                pairs=len(extra),
+                rest_s=timed - sum(grouped.values()),
+                pairs=len(_samples(ours, figure)),
             )
         )
     for runner in runners.values():
         runner.close()
     return rows
+
+
+def _samples(runner: Runner, figure: str) -> list[float]:
+    """Per decode step for the decode figures (their steps pair up), per round for the others."""
+    return runner.step_samples[figure] if figure in runner.step_samples else runner.samples[figure]
+
+
+def _paired_difference(ours: Runner, theirs: Runner, figure: str) -> float:
+    """The median over side-by-side pairs of the difference in seconds."""
+    return statistics.median(a - b for a, b in zip(_samples(ours, figure), _samples(theirs, figure), strict=True))
 
 
 def _figure(phase: str, kind: str) -> str:
@@ -178,11 +200,20 @@ def markdown(rows: list[dict], spec: Spec, repeats: int, machine: str) -> str:
         "| PMT extra, timed | "
         + " | ".join(f"{_us(row['timed_s'])} ({row['timed_s'] / row['reference_s']:.1%})" for row in rows)
         + " |",
+        "| of which the wrappers alone (adapter off), timed | "
+        + " | ".join(_us(row["wrappers_s"]) for row in rows)
+        + " |",
     ]
     for role in roles:
         lines.append(f"| {role} | " + " | ".join(_us(row["operators_s"].get(role)) for row in rows) + " |")
-    lines.append("| Python and dispatch (the rest) | " + " | ".join(_us(row["rest_s"]) for row in rows) + " |")
+    lines.append(
+        "| the rest: Python, dispatch, cold caches | " + " | ".join(_us(row["rest_s"]) for row in rows) + " |"
+    )
     return "\n".join(lines)
+
+
+def _cells(rows: list[dict], key: str) -> str:
+    return " | ".join(_us(row[key]) for row in rows) + " |"
 
 
 def _us(seconds: float | None) -> str:
