@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from prefixmemory_study.bench import cli, presets, runner
-from prefixmemory_study.bench.report import TARGETS, TARGETS_HEADER, paired_ratio
+from prefixmemory_study.bench.report import TARGETS, TARGETS_HEADER, median_interval, paired_ratio
 
 ARGS = ["--preset", "tiny", "--device", "cpu", "--threads", "1", "--warmup", "0", "--repeats", "2"]
 TIMED = ("train_step_s", "train_tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s", *presets.LATENCY_FIGURES)
@@ -181,6 +181,13 @@ def test_decode_steps_of_two_methods_alternate_and_pair_up(monkeypatch):
     paired = paired_ratio(pmt, base, "decode_tokens_per_s")
     assert paired["pairs"] == steps and paired["median"] == pytest.approx(0.010 / 0.011)
     assert pmt["decode_tokens_per_s"] == pytest.approx(spec.batch_size * steps / 0.044)
+
+
+def test_median_interval_is_the_binomial_one():
+    """The 95% interval of a median from its order statistics: ranks 40 and 61 of 100 (the textbook table); with 7
+    pairs (the cpu-small rounds) no narrower interval reaches 95%, so it is the whole range."""
+    assert median_interval([float(value) for value in range(100, 0, -1)]) == (40.0, 61.0)
+    assert median_interval([0.9, 1.1, 1.0, 0.8, 1.3, 0.95, 1.05]) == (0.8, 1.3)
 
 
 def test_adapter_share_is_the_memories_over_the_weights_a_step_reads(run):

@@ -32,18 +32,20 @@ method cannot produce is reported as not available, with the reason, instead of 
 
 Fairness under load: with ``--schedule interleaved`` (the default on CPU) all models are built first and every
 repeat times each method once, in an order rotated each round, so that load from other processes falls on all
-methods alike. Noise is recorded three ways: the relative inter-quartile range of each figure's samples; the
-targets' ratios also taken per round (samples taken back to back) with their IQR; and ``floor``, timed at
-inference too although it is the base model, whose prefill/decode ratios against ``base`` should be 1.
-On a CPU shared with other jobs, ``--threads 1 --clock cpu`` (CPU time of this process) is far steadier than the
-defaults: idle OpenMP threads spin, and wall time counts the other jobs' turns. On CPU, freed heap memory is kept
-for reuse unless ``--cpu-heap default`` (see memory.cache_cpu_heap).
+methods alike; generations run in lockstep, every method taking its decode step i before any takes step i+1.
+Noise is recorded three ways: the relative inter-quartile range of each figure's samples; the targets' ratios also
+taken pair by pair (decode step by decode step, other figures round by round) with their IQR and the number of pairs,
+the verdict read from the paired median; and ``floor``, timed at inference too although it is the base model, whose
+prefill/decode ratios against ``base`` should be 1. The report states the torch thread count; on a CPU shared with
+other jobs, ``--threads 1 --clock cpu`` (CPU time of this process) leaves the other jobs' turns out. On CPU, freed
+heap memory is kept for reuse unless ``--cpu-heap default`` (see memory.cache_cpu_heap).
 
 Usage: ``prefixmemory-bench --preset cpu-small --json out.json --plot out.png`` (about 5 minutes of CPU time on one
 thread); ``--preset qwen2.5-0.5b|qwen2.5-3b|llama2-7b`` on a GPU; ``--model PATH`` for a checkpoint (the preset
 then gives the batch shape); ``--methods pmt-elu,lora-r32,floor`` for a subset; ``--profile FILE`` for
-torch.profiler tables of each method's training step, prefill and decode.
+torch.profiler tables of each method's training step, prefill and decode; ``--overhead`` for PrefixMemory's extra
+time per layer split by operator (overhead.py); ``--mixed-adapters`` for batches of several adapters (mixed.py).
 
 Presets and methods: presets.py. Peak memory: memory.py. Building and timing: runner.py. Ratios, targets, tables
-and plot: report.py. Command line: cli.py.
+and plot: report.py. Per-layer split: overhead.py. Mixed-adapter batches: mixed.py. Command line: cli.py.
 """

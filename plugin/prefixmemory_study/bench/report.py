@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -91,7 +92,19 @@ def paired_ratio(result: dict, reference: dict, figure: str) -> dict | None:
         return None
     per_pair = [(a / b) ** power for a, b in zip(ours, theirs, strict=True)]
     q1, median, q3 = statistics.quantiles(per_pair, n=4, method="inclusive") if len(per_pair) > 1 else per_pair * 3
-    return {"median": median, "q1": q1, "q3": q3, "pairs": len(per_pair)}
+    low, high = median_interval(per_pair)
+    return {"median": median, "q1": q1, "q3": q3, "pairs": len(per_pair), "ci95": [low, high]}
+
+
+def median_interval(values: list[float]) -> tuple[float, float]:
+    """A distribution-free 95% confidence interval of the median: from the k-th smallest to the k-th largest value,
+    k the largest rank with P(Binomial(n, 1/2) < k) <= 2.5% (the whole range when n < 6)."""
+    ordered, n = sorted(values), len(values)
+    k, below = 0, 1 / 2**n  # below: P(Binomial(n, 1/2) <= k)
+    while below <= 0.025:
+        k += 1
+        below += math.comb(n, k) / 2**n
+    return (ordered[k - 1], ordered[n - k]) if k else (ordered[0], ordered[-1])
 
 
 def check_targets(results: list[dict]) -> list[dict]:
@@ -209,7 +222,8 @@ def _target_line(t: dict) -> str:
     paired = ""
     if t["paired"]:
         q1, median, q3, pairs = (t["paired"][key] for key in ("q1", "median", "q3", "pairs"))
-        paired = f"paired {median:.3f} [IQR {q1:.3f}-{q3:.3f}, {pairs} pairs]; "
+        low, high = t["paired"]["ci95"]
+        paired = f"paired {median:.3f} (95% CI {low:.3f}-{high:.3f}; IQR {q1:.3f}-{q3:.3f}; {pairs} pairs); "
     target = f"target {t['comparison']} {t['bound']}"
     return f"- {t['method']} {t['figure']} / {t['reference']}: {paired}ratio of medians {ratio} ({target}): {verdict}"
 
