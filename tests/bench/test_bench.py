@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from prefixmemory_study.bench import cli, presets, runner
 from prefixmemory_study.bench.report import TARGETS, TARGETS_HEADER, median_interval, paired_ratio
@@ -248,6 +249,17 @@ def test_cpu_clock_on_a_gpu_is_refused(capsys):
         cli.parse_args(["--device", "cuda", "--clock", "cpu"])
     assert "--clock cpu" in capsys.readouterr().err
     assert cli.parse_args(["--device", "cpu", "--clock", "cpu"]).clock == "cpu"
+
+
+def test_cpu_defaults_are_one_thread_and_cpu_time():
+    """The defaults the README quotes: on a CPU one torch thread and this process's CPU time; on a GPU wall time."""
+    torch.set_num_threads(2)
+    spec = cli.make_spec(cli.parse_args(["--device", "cpu"]))
+    assert spec.clock == "cpu" and torch.get_num_threads() == 1
+    assert cli.parse_args(["--device", "cuda"]).clock == "wall"
+    cli.make_spec(cli.parse_args(["--device", "cpu", "--threads", "2"]))
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)
 
 
 @pytest.mark.parametrize("flag", ["--json", "--plot", "--profile"])

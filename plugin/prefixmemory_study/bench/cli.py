@@ -47,12 +47,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="interleaved: all models alive, methods alternate (default on CPU); "
         "sequential: one model at a time (default on CUDA, for memory)",
     )
-    parser.add_argument("--threads", type=int, help="torch intra-op threads on CPU (default: torch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch intra-op threads on CPU (default 1: on a machine shared with other jobs, one thread's time is "
+        "steady where several threads wait on the slowest)",
+    )
     parser.add_argument(
         "--clock",
         choices=sorted(CLOCKS),
-        default="wall",
-        help="wall time, or this process's CPU time (steadier beside other jobs on a shared CPU)",
+        help="wall time, or this process's CPU time, which leaves out other jobs' turns (default: cpu on a CPU, "
+        "wall on a GPU)",
     )
     parser.add_argument(
         "--cpu-heap",
@@ -87,7 +92,9 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         mixed.check_arguments(parser, args)
     if args.overhead and (args.mixed_adapters or args.plot):
         parser.error("--overhead: goes alone, without --mixed-adapters or --plot")
-    if args.clock == "cpu" and not args.device.startswith("cpu"):
+    on_cpu = args.device.startswith("cpu")
+    args.clock = args.clock or ("cpu" if on_cpu else "wall")
+    if args.clock == "cpu" and not on_cpu:
         parser.error(
             f"--clock cpu: this process's CPU time misses the work {args.device} does while the CPU waits; "
             "on a GPU use --clock wall"
@@ -174,8 +181,8 @@ def make_spec(args: argparse.Namespace) -> Spec:
     """The run's model and batch: the preset's, with what the flags override; sets threads and the CPU heap."""
     preset = PRESETS[args.preset]
     device = torch.device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads or 1)
     cpu_heap = None
     if device.type == "cpu":
         cpu_heap = "cached" if args.cpu_heap == "cached" and cache_cpu_heap() else "glibc default"
