@@ -46,6 +46,6 @@ then gives the batch shape); ``--methods pmt-elu,lora-r32,floor`` for a subset; 
 torch.profiler tables of each method's training step, prefill and decode; ``--overhead`` for PrefixMemory's extra
 time per layer split by operator (overhead.py); ``--mixed-adapters`` for batches of several adapters (mixed.py).
 
-Presets and methods: presets.py. Peak memory: memory.py. Building and timing: runner.py. Ratios, targets, tables
+Presets and methods: presets.py. Peak memory: memory.py. Models: models.py. Timing: runner.py. Ratios, targets, tables
 and plot: report.py. Per-layer split: overhead.py. Mixed-adapter batches: mixed.py. Command line: cli.py.
 """

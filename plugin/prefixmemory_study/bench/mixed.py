@@ -16,7 +16,8 @@ import time
 import torch
 
 from . import report
-from .runner import CLOCKS, Spec, _sync, build_base_model, peft_config
+from .models import Spec, build_base_model, peft_config
+from .runner import CLOCKS, _sync
 
 MIXED_METHODS = ("pmt-elu", "lora-r32")
 ADAPTER_COUNTS = (1, 4, 16)
