@@ -49,7 +49,8 @@ def test_the_layer_adds_one_phi_one_matmul_one_add_per_layer_and_forward(run):
     assert train["aten::elu_backward"] == pytest.approx((layers - 1) / layers)
 
 
-def test_overhead_goes_alone(capsys):
+@pytest.mark.parametrize("other", [["--mixed-adapters"], ["--plot", "out.png"], ["--profile", "out.txt"]])
+def test_overhead_goes_alone(other, capsys):
     with pytest.raises(SystemExit):
-        cli.parse_args(["--overhead", "--mixed-adapters"])
+        cli.parse_args(["--overhead", *other])
     assert "--overhead: goes alone" in capsys.readouterr().err

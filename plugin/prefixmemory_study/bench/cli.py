@@ -90,8 +90,8 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error("--methods: the nf4-* methods need bitsandbytes (pip install bitsandbytes)")
     if args.mixed_adapters:
         mixed.check_arguments(parser, args)
-    if args.overhead and (args.mixed_adapters or args.plot):
-        parser.error("--overhead: goes alone, without --mixed-adapters or --plot")
+    if args.overhead and (args.mixed_adapters or args.plot or args.profile):
+        parser.error("--overhead: goes alone, without --mixed-adapters, --plot or --profile (it profiles itself)")
     on_cpu = args.device.startswith("cpu")
     args.clock = args.clock or ("cpu" if on_cpu else "wall")
     if args.clock == "cpu" and not on_cpu:
@@ -117,19 +117,15 @@ def main(argv: list[str] | None = None) -> None:
 
 def mixed_adapters(args: argparse.Namespace) -> dict:
     """The mixed-adapter measurement (mixed.py) at the preset's shape, 16 rows unless --batch-size says more."""
-    preset = PRESETS[args.preset]
     spec = dataclasses.replace(make_spec(args), batch_size=args.batch_size or max(mixed.ADAPTER_COUNTS))
-    warmup = preset.warmup if args.warmup is None else args.warmup
-    summary = mixed.benchmark(args.preset, spec, warmup, args.repeats or preset.repeats)
+    summary = mixed.benchmark(args.preset, spec, *rounds(args))
     _write(args, summary, None)
     return summary
 
 
 def overhead_table(args: argparse.Namespace) -> dict:
     """The per-layer split of PrefixMemory's extra time (overhead.py) at the preset's shape."""
-    preset, spec = PRESETS[args.preset], make_spec(args)
-    warmup = preset.warmup if args.warmup is None else args.warmup
-    repeats = args.repeats or preset.repeats
+    spec, (warmup, repeats) = make_spec(args), rounds(args)
     rows = overhead.measure(spec, warmup, repeats)
     machine = report.machine(spec.device)
     print(overhead.markdown(rows, spec, repeats, machine))
@@ -141,9 +137,7 @@ def overhead_table(args: argparse.Namespace) -> dict:
 
 def benchmark(args: argparse.Namespace) -> dict:
     """Run the benchmark ``args`` describe; print the Markdown report, write the JSON and the plot if asked."""
-    spec, preset = make_spec(args), PRESETS[args.preset]
-    warmup = preset.warmup if args.warmup is None else args.warmup
-    repeats = args.repeats or preset.repeats
+    spec, (warmup, repeats) = make_spec(args), rounds(args)
     schedule = args.schedule or ("sequential" if spec.device.type == "cuda" else "interleaved")
     load_start, started = os.getloadavg(), time.perf_counter()
     profiles = [] if args.profile else None
@@ -175,6 +169,12 @@ def benchmark(args: argparse.Namespace) -> dict:
     print(f"\nwall {summary['wall_s']:.0f} s; load average start {load_start[0]:.2f}, end {os.getloadavg()[0]:.2f}")
     _write(args, summary, profiles)
     return summary
+
+
+def rounds(args: argparse.Namespace) -> tuple[int, int]:
+    """(warm-up, timed) rounds: the flags', else the preset's."""
+    preset = PRESETS[args.preset]
+    return (preset.warmup if args.warmup is None else args.warmup), (args.repeats or preset.repeats)
 
 
 def make_spec(args: argparse.Namespace) -> Spec:

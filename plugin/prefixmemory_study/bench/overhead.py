@@ -21,10 +21,9 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 
-import torch
-from torch.profiler import ProfilerActivity, profile
+from prefixmemory.layer import PrefixMemoryLayer
 
-from .runner import KINDS, Runner, Spec, _input_ids, _sync, generate
+from .runner import KINDS, Runner, Spec, _input_ids, _time
 
 METHOD = "pmt-elu"
 WRAPPERS = f"{METHOD}, adapter off"
@@ -48,12 +47,12 @@ ROLES = {
     "aten::expand": "views",
     "aten::resolve_conj": "views",
 }
-# (phase, runner kind, reference method).
+# (phase, runner kind, reference method, what Runner.profiled records).
 PHASES = (
-    ("decode, batch 1", "infer-b1", "base"),
-    ("decode, preset batch", "infer", "base"),
-    ("prefill, preset batch", "infer", "base"),
-    ("train step, preset batch", "train", "floor"),
+    ("decode, batch 1", "infer-b1", "base", "decode"),
+    ("decode, preset batch", "infer", "base", "decode"),
+    ("prefill, preset batch", "infer", "base", "prefill"),
+    ("train step, preset batch", "train", "floor", "train step"),
 )
 
 
@@ -75,29 +74,14 @@ def measure(spec: Spec, warmup: int, repeats: int) -> list[dict]:
     runners[WRAPPERS] = Runner(METHOD, spec, input_ids)
     runners[WRAPPERS].model.base_model.disable_adapter_layers()
     layers = _adapted_layers(runners[METHOD].model)
-    groups = (
-        ("infer-b1", (METHOD, WRAPPERS, "base")),
-        ("infer", (METHOD, WRAPPERS, "base")),
-        ("train", (METHOD, "floor")),
-    )
-    for round_index in range(warmup + repeats):
-        for kind, methods in groups:
-            shift = round_index % len(methods)
-            order = [runners[method] for method in methods[shift:] + methods[:shift]]
-            if round_index == warmup:
-                for runner in order:
-                    runner.clear(kind)
-            if kind == "train":
-                for runner in order:
-                    runner.sample(kind)
-            else:
-                generate(order, kind)
+    _time([runners[METHOD], runners[WRAPPERS], runners["base"]], warmup, repeats, kinds=("infer-b1", "infer"))
+    _time([runners[METHOD], runners["floor"]], warmup, repeats, kinds=("train",))
     rows = []
-    for phase, kind, reference in PHASES:
+    for phase, kind, reference, recorded in PHASES:
         ours, theirs = runners[METHOD], runners[reference]
         figure = _figure(phase, kind)
-        operators = _operator_diff(_profile(ours, phase, kind), _profile(theirs, phase, kind))
-        per_step = _profiled_steps(phase, spec) * layers
+        operators = _operator_diff(_profile(ours, kind, recorded), _profile(theirs, kind, recorded))
+        per_step = (spec.decode_tokens if recorded == "decode" else 1) * layers
         grouped = Counter()
         for name, (_calls, seconds) in operators.items():
             grouped[_role(name)] += seconds / per_step
@@ -138,30 +122,14 @@ def _figure(phase: str, kind: str) -> str:
     return prefill if phase.startswith("prefill") else decode
 
 
-def _profiled_steps(phase: str, spec: Spec) -> int:
-    return spec.decode_tokens if phase.startswith("decode") else 1
-
-
 def _adapted_layers(model) -> int:
-    return sum(1 for module in model.modules() if type(module).__name__ == "PrefixMemoryLayer")
+    return sum(1 for module in model.modules() if isinstance(module, PrefixMemoryLayer))
 
 
-def _profile(runner: Runner, phase: str, kind: str) -> dict[str, tuple[int, float]]:
-    """{operator: (calls, self CPU seconds)} of one train step, one prefill or ``decode_tokens`` decode steps."""
-    cuda = runner.spec.device.type == "cuda"
-    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
-    with torch.inference_mode(kind != "train"):
-        ids = runner.input_ids[:1] if kind == "infer-b1" else runner.input_ids
-        prefilled = runner._prefill(ids) if phase.startswith("decode") else None
-        with profile(activities=activities) as profiler:
-            if kind == "train":
-                runner._train_step()
-            elif prefilled is None:
-                runner._prefill(ids)
-            else:
-                runner._decode(prefilled.past_key_values, prefilled.logits[:, -1].argmax(-1, keepdim=True))
-            _sync(runner.spec.device)
-    attribute = "self_device_time_total" if cuda else "self_cpu_time_total"
+def _profile(runner: Runner, kind: str, recorded: str) -> dict[str, tuple[int, float]]:
+    """{operator: (calls, self seconds)} of what Runner.profiled records, at batch 1 for the kind "infer-b1"."""
+    profiler = runner.profiled(recorded, runner.input_ids[:1] if kind == "infer-b1" else None)
+    attribute = "self_device_time_total" if runner.spec.device.type == "cuda" else "self_cpu_time_total"
     return {event.key: (event.count, getattr(event, attribute) / 1e6) for event in profiler.key_averages()}
 
 
@@ -200,15 +168,11 @@ def markdown(rows: list[dict], spec: Spec, repeats: int, machine: str) -> str:
         "| PMT extra, timed | "
         + " | ".join(f"{_us(row['timed_s'])} ({row['timed_s'] / row['reference_s']:.1%})" for row in rows)
         + " |",
-        "| of which the wrappers alone (adapter off), timed | "
-        + " | ".join(_us(row["wrappers_s"]) for row in rows)
-        + " |",
+        "| of which the wrappers alone (adapter off), timed | " + _cells(rows, "wrappers_s"),
     ]
     for role in roles:
         lines.append(f"| {role} | " + " | ".join(_us(row["operators_s"].get(role)) for row in rows) + " |")
-    lines.append(
-        "| the rest: Python, dispatch, cold caches | " + " | ".join(_us(row["rest_s"]) for row in rows) + " |"
-    )
+    lines.append("| the rest: Python, dispatch, cold caches | " + _cells(rows, "rest_s"))
     return "\n".join(lines)
 
 

@@ -60,10 +60,13 @@ def ratios(results: list[dict]) -> dict[str, dict[str, float | None]]:
     for result in results:
         row = {}
         for figure, reference in (pair for group in _ratio_groups(results) for pair in group):
-            value, ref = result.get(figure), by_method.get(reference, {}).get(figure)
-            row[f"{figure}/{reference}"] = value / ref if value is not None and ref else None
+            row[f"{figure}/{reference}"] = _ratio(result.get(figure), by_method.get(reference, {}).get(figure))
         table[result["method"]] = row
     return table
+
+
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    return value / reference if value is not None and reference else None
 
 
 def _ratio_groups(results: list[dict]) -> tuple[tuple, ...]:
@@ -115,8 +118,7 @@ def check_targets(results: list[dict]) -> list[dict]:
     by_method = {result["method"]: result for result in results}
     checks = []
     for method, figure, reference, comparison, bound in TARGETS:
-        ours, theirs = by_method.get(method, {}).get(figure), by_method.get(reference, {}).get(figure)
-        ratio = ours / theirs if ours is not None and theirs else None
+        ratio = _ratio(by_method.get(method, {}).get(figure), by_method.get(reference, {}).get(figure))
         paired = paired_ratio(by_method[method], by_method[reference], figure) if ratio is not None else None
         value = paired["median"] if paired else ratio
         met = None if value is None else (value <= bound if comparison == "<=" else value >= bound)

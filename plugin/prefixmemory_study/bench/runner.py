@@ -179,30 +179,35 @@ class Runner:
             out = self.step_model(input_ids=token, past_key_values=cache, use_cache=True)
             cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
 
+    def profiled(self, phase: str, input_ids: torch.Tensor | None = None):
+        """torch.profiler's record of one ``phase``, untimed, outside the samples: "train step", "prefill", or
+        "decode" (``decode_tokens`` steps after a prefill that is not recorded); ``input_ids``: the run's batch."""
+        from torch.profiler import ProfilerActivity, profile
+
+        ids = self.input_ids if input_ids is None else input_ids
+        activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if self.spec.device.type == "cuda" else [])]
+        with torch.inference_mode(phase != "train step"):
+            prefilled = self._prefill(ids) if phase == "decode" else None
+            with profile(activities=activities) as profiler:
+                if phase == "train step":
+                    self._train_step()
+                elif phase == "prefill":
+                    self._prefill(ids)
+                else:
+                    self._decode(prefilled.past_key_values, prefilled.logits[:, -1].argmax(-1, keepdim=True))
+                _sync(self.spec.device)
+        return profiler
+
     def profile(self) -> str:
-        """torch.profiler tables of one training step, one prefill and one decode run, untimed, outside the samples.
+        """torch.profiler tables of one training step, one prefill and one decode run.
 
         Per-operator totals, per-call averages and call counts show where a method's time goes beside another's.
         """
-        from torch.profiler import ProfilerActivity, profile
-
-        cuda = self.spec.device.type == "cuda"
-        activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
-        sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        sort_by = "self_cuda_time_total" if self.spec.device.type == "cuda" else "self_cpu_time_total"
         phases = ("train step", "prefill", "decode") if self.optimizer is not None else ("prefill", "decode")
         sections = []
         for phase in phases:
-            with torch.inference_mode(phase != "train step"):
-                prefilled = self._prefill(self.input_ids) if phase == "decode" else None
-                with profile(activities=activities) as profiler:
-                    if phase == "train step":
-                        self._train_step()
-                    elif phase == "prefill":
-                        self._prefill(self.input_ids)
-                    else:
-                        self._decode(prefilled.past_key_values, prefilled.logits[:, -1].argmax(-1, keepdim=True))
-                    _sync(self.spec.device)
-            table = profiler.key_averages().table(sort_by=sort_by, row_limit=-1)  # every operator
+            table = self.profiled(phase).key_averages().table(sort_by=sort_by, row_limit=-1)  # every operator
             sections.append(f"## {self.method}: {phase}\n\n{table}")
         return "\n".join(sections)
 
@@ -294,10 +299,10 @@ def _rel_iqr(values: list[float]) -> float:
     return (q3 - q1) / statistics.median(values)
 
 
-def _time(runners: list[Runner], warmup: int, repeats: int) -> None:
-    """``warmup`` untimed rounds, then ``repeats`` rounds that sample each runner once, in an order rotated every
-    round; the runners generate in lockstep (see ``generate``)."""
-    for kind in KINDS:
+def _time(runners: list[Runner], warmup: int, repeats: int, kinds: tuple[str, ...] = tuple(KINDS)) -> None:
+    """For each of ``kinds``: ``warmup`` untimed rounds, then ``repeats`` rounds that sample each runner once, in an
+    order rotated every round; the runners generate in lockstep (see ``generate``)."""
+    for kind in kinds:
         active = [runner for runner in runners if kind != "train" or runner.method != "base"]
         for round_index in range(warmup + repeats):
             if round_index == warmup:
